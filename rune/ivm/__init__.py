@@ -1,0 +1,38 @@
+"""rune.ivm: an incrementally maintained Datalog engine (pure: no I/O, no asyncio).
+
+Pipeline: :mod:`~rune.ivm.parser` (text -> syntax tree) -> :mod:`~rune.ivm.analysis` (arity,
+safety, stratification) -> :mod:`~rune.ivm.plan` (join orders compiled to Python) ->
+:mod:`~rune.ivm.evaluate` (bulk and incremental evaluation over :mod:`~rune.ivm.store`) ->
+:mod:`~rune.ivm.explain`. :class:`Engine` is the facade.
+"""
+
+from rune.ivm.engine import Change, Engine, RelationInfo
+from rune.ivm.errors import (
+    ArityError,
+    DatalogError,
+    DatalogSyntaxError,
+    InvalidValueError,
+    SafetyError,
+    StratificationError,
+    UnknownRelationError,
+)
+from rune.ivm.explain import Absence, Attempt, Derivation
+from rune.ivm.values import EntityRef, Value
+
+__all__ = [
+    "Absence",
+    "ArityError",
+    "Attempt",
+    "Change",
+    "DatalogError",
+    "DatalogSyntaxError",
+    "Derivation",
+    "Engine",
+    "EntityRef",
+    "InvalidValueError",
+    "RelationInfo",
+    "SafetyError",
+    "StratificationError",
+    "UnknownRelationError",
+    "Value",
+]

@@ -1,0 +1,324 @@
+"""The public facade of the Datalog engine: :class:`Engine`.
+
+Values cross this boundary; inside, everything is dictionary-encoded integers. Every public
+method either completes or raises a :class:`~rune.ivm.errors.DatalogError` without changing
+the engine's state (values may still have been added to the internal dictionary, which is
+invisible from outside).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from rune.ivm.analysis import Analysis, analyze, is_internal
+from rune.ivm.errors import ArityError, InvalidValueError, UnknownRelationError
+from rune.ivm.evaluate import Materialization
+from rune.ivm.explain import Absence, Derivation, explain
+from rune.ivm.parser import parse
+from rune.ivm.store import Delta, Row
+from rune.ivm.values import Dictionary, Value, check_value
+
+__all__ = ["Change", "Engine", "RelationInfo"]
+
+_RELATION_NAME = re.compile(r"[a-z_][A-Za-z0-9_]*\Z")
+
+Facts = Mapping[str, Iterable[Sequence[Value]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Exact net change of one relation: rows that appeared and rows that disappeared."""
+
+    added: frozenset[tuple[Value, ...]]
+    removed: frozenset[tuple[Value, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class RelationInfo:
+    name: str
+    arity: int
+    kind: str  # "base" | "derived" | "on_demand"
+    size: int | None  # None for on-demand relations (not stored)
+
+
+class Engine:
+    """An incrementally maintained Datalog program (dialect v1, DESIGN.md §3).
+
+    ``Engine(source)`` compiles the program and materializes it; ``update`` applies a batch
+    of base-fact changes and returns the exact net change of every relation that changed.
+    Not thread-safe: callers serialize access (the service runs it on one event loop).
+    """
+
+    def __init__(self, source: str = "", *, on_demand: Iterable[str] = ()) -> None:
+        self._dictionary = Dictionary()
+        self._arity: dict[str, int] = {}  # relations that only updates mention
+        analysis = analyze(parse(source), on_demand)
+        self._mat = Materialization(analysis, self._dictionary)
+        self._mat.materialize_all()
+
+    # -- updates -----------------------------------------------------------------------------
+
+    def update(self, insert: Facts | None = None, delete: Facts | None = None) -> dict[str, Change]:
+        """Delete then insert base facts, as one atomic batch; return what changed.
+
+        A fact both deleted and inserted in the batch ends up present. Asserting a present
+        fact or retracting an absent one changes nothing. On any invalid relation name,
+        arity or value the whole batch is rejected and nothing is applied.
+        """
+        arities: dict[str, int] = {}
+        removals = self._encode(delete or {}, "delete", arities, lookup_only=True)
+        additions = self._encode(insert or {}, "insert", arities, lookup_only=False)
+        mat = self._mat
+        plus: dict[str, set[Row]] = {}
+        minus: dict[str, set[Row]] = {}
+        for name, rows in removals.items():
+            rel = mat.relations.get(name)
+            if rel is not None:
+                present = rows & rel.rows.keys() if isinstance(rel.rows, dict) else rows & rel.rows
+                if present:
+                    minus[name] = present
+        for name, rows in additions.items():
+            rel = mat.relations.get(name)
+            gone = minus.get(name, set())
+            if rel is not None:
+                stored = rel.rows
+                fresh = {r for r in rows if r not in stored or r in gone}
+            else:
+                fresh = set(rows)
+            again = fresh & gone  # deleted and re-inserted: no net change
+            if again:
+                gone -= again
+                fresh -= again
+                if not gone:
+                    minus.pop(name, None)
+            if fresh:
+                plus[name] = fresh
+        if not plus and not minus:
+            return {}
+        for name, arity in arities.items():
+            if name not in self._arity and self._analysis.relations.get(name) is None:
+                self._arity[name] = arity
+            mat.relation(name, arity)
+        if not minus and all(not rel.rows for rel in mat.relations.values()):
+            return self._bulk_load(plus)
+        return self._changes(mat.apply(plus, minus))
+
+    def _bulk_load(self, plus: dict[str, set[Row]]) -> dict[str, Change]:
+        """First load into an empty engine: one bulk materialization instead of deltas."""
+        mat = self._mat
+        for name, rows in plus.items():
+            mat.relations[name].insert(rows)
+        mat.materialize_all()
+        deltas = {name: Delta(set(rel.rows)) for name, rel in mat.relations.items() if rel.rows}
+        return self._changes(deltas)
+
+    def _encode(
+        self, facts: Facts, verb: str, arities: dict[str, int], lookup_only: bool
+    ) -> dict[str, set[Row]]:
+        """Validate and encode a batch side; keys are storage relations."""
+        if not isinstance(facts, Mapping):
+            raise InvalidValueError(f"{verb}: expected a mapping of relation name to rows")
+        out: dict[str, set[Row]] = {}
+        dictionary = self._dictionary
+        for name, rows in facts.items():
+            where = f"{verb}[{name!r}]"
+            if not isinstance(name, str) or not _RELATION_NAME.match(name):
+                raise InvalidValueError(f"{where}: invalid relation name")
+            arity = self.arity(name)
+            if arity is None:
+                arity = arities.get(name)
+            if isinstance(rows, (str, bytes)) or not isinstance(rows, Iterable):
+                raise InvalidValueError(f"{where}: expected an iterable of rows")
+            encoded: set[Row] = set()
+            for i, row in enumerate(rows):
+                if not isinstance(row, (tuple, list)):
+                    raise InvalidValueError(
+                        f"{where}[{i}]: expected a tuple of values, got {type(row).__name__}"
+                    )
+                if arity is None:
+                    arity = arities[name] = len(row)
+                elif len(row) != arity:
+                    raise ArityError(f"{where}[{i}]: relation {name} has arity {arity}, got {len(row)}")
+                ids: list[int] = []
+                for j, value in enumerate(row):
+                    try:
+                        checked = check_value(value)
+                    except InvalidValueError as exc:
+                        raise InvalidValueError(f"{where}[{i}][{j}]: {exc.message}") from None
+                    if lookup_only:
+                        ident = dictionary.lookup(checked)
+                        if ident is None:
+                            break  # a value never seen: the row cannot be stored
+                        ids.append(ident)
+                    else:
+                        ids.append(dictionary.encode(checked))
+                else:
+                    encoded.add(tuple(ids))
+            if encoded:
+                out.setdefault(self._analysis.storage_for_facts(name), set()).update(encoded)
+        return out
+
+    # -- program changes -----------------------------------------------------------------------
+
+    def replace(self, source: str, *, on_demand: Iterable[str] = ()) -> dict[str, Change]:
+        """Swap the rules, keeping asserted facts; return the net change of the relations.
+
+        If ``source`` fails to compile, or an asserted relation's arity conflicts with the
+        new program, the error is raised and the old program stays active.
+        """
+        analysis = analyze(parse(source), on_demand)
+        facts = self._asserted_facts()
+        for name, (arity, _rows) in facts.items():
+            spec = analysis.relations.get(name)
+            if spec is not None and spec.arity != arity:
+                raise ArityError(
+                    f"relation {name} holds facts of arity {arity} but the new program uses "
+                    f"it with {spec.arity} argument(s)",
+                    spec.line,
+                    spec.column,
+                )
+        mat = Materialization(analysis, self._dictionary)
+        for name, (arity, rows) in facts.items():
+            mat.relation(analysis.storage_for_facts(name), arity).insert(rows)
+        mat.materialize_all()
+        old = self._mat
+        changes: dict[str, Change] = {}
+        for name in {*old.user_relations(), *mat.user_relations()}:
+            if old.is_on_demand(name) or mat.is_on_demand(name):
+                continue
+            before = old.relations.get(name)
+            after = mat.relations.get(name)
+            before_rows = before.rows.keys() if before is not None else set()
+            after_rows = after.rows.keys() if after is not None else set()
+            if isinstance(before_rows, set) or isinstance(after_rows, set):
+                before_rows, after_rows = set(before_rows), set(after_rows)
+            added = after_rows - before_rows
+            removed = before_rows - after_rows
+            if added or removed:
+                changes[name] = Change(self._decode_all(added), self._decode_all(removed))
+        self._mat = mat
+        self._arity = {n: a for n, (a, _) in facts.items() if analysis.relations.get(n) is None}
+        return changes
+
+    def _asserted_facts(self) -> dict[str, tuple[int, set[Row]]]:
+        """Facts given through ``update``, by user-facing relation name."""
+        out: dict[str, tuple[int, set[Row]]] = {}
+        for name, rel in self._mat.relations.items():
+            if name.endswith("@base"):
+                user = name[: -len("@base")]
+            elif is_internal(name) or self._analysis.relations.get(name, None) is not None and self._analysis.relations[name].derived:
+                continue
+            else:
+                user = name
+            if rel.rows:
+                out[user] = (rel.arity, set(rel.rows))
+        return out
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def _analysis(self) -> Analysis:
+        return self._mat.analysis
+
+    def arity(self, relation: str) -> int | None:
+        """Arity of ``relation``, or ``None`` if neither program nor updates mention it."""
+        spec = self._analysis.relations.get(relation)
+        if spec is not None and not is_internal(relation):
+            return spec.arity
+        return self._arity.get(relation)
+
+    def _check_relation(self, relation: str) -> int:
+        arity = self.arity(relation) if isinstance(relation, str) else None
+        if arity is None:
+            raise UnknownRelationError(f"unknown relation {relation!r}")
+        return arity
+
+    def _encode_row(self, relation: str, values: Sequence[Value | None]) -> tuple[Row, tuple[int, ...]] | None:
+        """Encode ``values`` (``None`` = unbound); ``None`` if a value was never stored."""
+        arity = self._check_relation(relation)
+        if not isinstance(values, (tuple, list)) or len(values) != arity:
+            raise ArityError(f"relation {relation} has arity {arity}; got {values!r}")
+        ids: list[int] = []
+        cols: list[int] = []
+        for i, value in enumerate(values):
+            if value is None:
+                ids.append(0)
+                continue
+            ident = self._dictionary.lookup(check_value(value))
+            if ident is None:
+                return None
+            ids.append(ident)
+            cols.append(i)
+        return tuple(ids), tuple(cols)
+
+    def query(self, relation: str) -> set[tuple[Value, ...]]:
+        """Current contents of ``relation`` (on-demand relations are evaluated in full)."""
+        self._check_relation(relation)
+        rel_name = relation
+        if rel_name not in self._mat.relations and not self._mat.is_on_demand(rel_name):
+            return set()
+        return set(self._decode_all(self._mat.rows(rel_name)))
+
+    def contains(self, relation: str, values: Sequence[Value]) -> bool:
+        """Whether ``relation`` holds the tuple ``values`` (all columns bound)."""
+        encoded = self._encode_row(relation, values)
+        if encoded is None or relation not in self._mat.relations and not self._mat.is_on_demand(relation):
+            return False
+        row, cols = encoded
+        if len(cols) != len(row):
+            raise InvalidValueError("contains() needs every column bound; use lookup()")
+        return self._mat.contains(relation, row)
+
+    def lookup(self, relation: str, pattern: Sequence[Value | None]) -> Iterator[tuple[Value, ...]]:
+        """Tuples of ``relation`` equal to ``pattern`` wherever ``pattern`` is not ``None``.
+
+        Materialized relations answer from an index on the bound columns (built on first use,
+        then maintained); on-demand relations evaluate their rules with those columns bound.
+        """
+        encoded = self._encode_row(relation, pattern)
+        if encoded is None or relation not in self._mat.relations and not self._mat.is_on_demand(relation):
+            return iter(())
+        row, cols = encoded
+        decode = self._dictionary.values
+        return (tuple(decode[i] for i in r) for r in list(self._mat.lookup(relation, cols, row)))
+
+    def explain(self, relation: str, values: Sequence[Value]) -> Derivation | Absence:
+        """Why ``values`` is (a derivation tree) or is not (the rules tried) in ``relation``."""
+        encoded = self._encode_row(relation, values)
+        checked = tuple(check_value(v) for v in values)
+        row = None if encoded is None else encoded[0]
+        return explain(self._mat, relation, checked, row)
+
+    def relations(self) -> dict[str, RelationInfo]:
+        out: dict[str, RelationInfo] = {}
+        for name, spec in self._analysis.relations.items():
+            if is_internal(name):
+                continue
+            kind = "on_demand" if spec.on_demand else "derived" if spec.derived else "base"
+            rel = self._mat.relations.get(name)
+            out[name] = RelationInfo(name, spec.arity, kind, None if spec.on_demand else len(rel or ()))
+        for name, arity in self._arity.items():
+            out[name] = RelationInfo(name, arity, "base", len(self._mat.relations.get(name) or ()))
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """Sizes: stored tuples, index entries, dictionary values, approximate bytes."""
+        from rune.ivm.memory import measure
+
+        return measure(self._mat, self._dictionary)
+
+    # -- decoding --------------------------------------------------------------------------------
+
+    def _decode_all(self, rows: Iterable[Row]) -> frozenset[tuple[Value, ...]]:
+        values = self._dictionary.values
+        return frozenset(tuple(values[i] for i in row) for row in rows)
+
+    def _changes(self, deltas: dict[str, Delta]) -> dict[str, Change]:
+        return {
+            name: Change(self._decode_all(d.plus), self._decode_all(d.minus))
+            for name, d in deltas.items()
+            if not is_internal(name) and d
+        }
+

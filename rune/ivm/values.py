@@ -1,0 +1,138 @@
+"""Values of the Datalog engine and their dictionary encoding.
+
+A value is a ``str``, an ``int`` (64-bit signed, as Cedar's ``Long``), a ``bool`` or an
+:class:`EntityRef`. Inside the engine every value is a small ``int`` id handed out by a
+:class:`Dictionary`; joins and indexes only ever see ids.
+
+Pitfall: Python treats ``True == 1``; the dictionary keeps them apart (distinct ids), but a
+Python ``set`` of decoded tuples would merge ``("a", 1)`` and ``("a", True)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from rune.ivm.errors import InvalidValueError
+
+__all__ = ["MAX_STRING_BYTES", "Dictionary", "EntityRef", "Value", "check_value"]
+
+MAX_STRING_BYTES: Final = 64 * 1024
+"""Longest string (and entity type or id) accepted, in characters."""
+
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class EntityRef:
+    """A Cedar entity reference ``Type::"id"`` (``type`` may be namespaced, ``App::User``)."""
+
+    type: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.type}::{_quote(self.id)}"
+
+    def to_json(self) -> dict[str, str]:
+        """Contract v1 form: ``{"type": T, "id": I}``."""
+        return {"type": self.type, "id": self.id}
+
+
+Value = str | int | bool | EntityRef
+
+
+def _quote(s: str) -> str:
+    import json
+
+    return json.dumps(s, ensure_ascii=False)
+
+
+def render_value(value: Value) -> str:
+    """Datalog source form of a value: ``"s"``, ``42``, ``true``, ``User::"alice"``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _quote(value)
+    return str(value)
+
+
+class _BoolKey:
+    """Dictionary key for a bool, so that ``True`` and ``1`` get different ids."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+
+_TRUE: Final = _BoolKey(True)
+_FALSE: Final = _BoolKey(False)
+
+
+def check_value(value: object) -> Value:
+    """Return ``value`` if the engine can store it, else raise :class:`InvalidValueError`."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise InvalidValueError(f"integer {value} is outside the 64-bit range")
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_BYTES:
+            raise InvalidValueError(
+                f"string of {len(value)} characters exceeds the limit of {MAX_STRING_BYTES}"
+            )
+        return value
+    if isinstance(value, EntityRef):
+        if not isinstance(value.type, str) or not isinstance(value.id, str):
+            raise InvalidValueError(f"entity reference with non-string parts: {value!r}")
+        if len(value.type) > MAX_STRING_BYTES or len(value.id) > MAX_STRING_BYTES:
+            raise InvalidValueError("entity reference exceeds the string size limit")
+        if not value.type:
+            raise InvalidValueError("entity reference with an empty type")
+        return value
+    raise InvalidValueError(
+        f"unsupported value of type {type(value).__name__}: "
+        "expected str, int, bool or EntityRef"
+    )
+
+
+class Dictionary:
+    """Two-way map between values and dense integer ids. Ids are never reused."""
+
+    __slots__ = ("_ids", "values")
+
+    def __init__(self) -> None:
+        self._ids: dict[object, int] = {}
+        self.values: list[Value] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @staticmethod
+    def _key(value: Value) -> object:
+        if value is True:
+            return _TRUE
+        if value is False:
+            return _FALSE
+        return value
+
+    def encode(self, value: Value) -> int:
+        """Id of ``value``, assigning a new one if needed. ``value`` must be checked already."""
+        key = _TRUE if value is True else _FALSE if value is False else value
+        ident = self._ids.get(key)
+        if ident is None:
+            ident = len(self.values)
+            self._ids[key] = ident
+            self.values.append(value)
+        return ident
+
+    def lookup(self, value: Value) -> int | None:
+        """Id of ``value`` or ``None`` when it was never encoded (so no fact can hold it)."""
+        return self._ids.get(self._key(value))
+
+    def decode(self, ident: int) -> Value:
+        return self.values[ident]

@@ -280,9 +280,10 @@ def _check_negation(
             for lit in rule.body:
                 if isinstance(lit, Negation) and component_of[lit.atom.relation] == component_of[head]:
                     cycle = _cycle(lit.atom.relation, head, by_head, set(components[component_of[head]]))
+                    other = lit.atom.relation
+                    via = "itself" if other == head else f"{other}, which depends on {head}"
                     raise StratificationError(
-                        f"program is not stratifiable: {head} depends negatively on "
-                        f"{lit.atom.relation}, which depends on {head} "
+                        f"program is not stratifiable: {head} depends negatively on {via} "
                         f"(cycle: {' -> '.join(cycle)})",
                         lit.line,
                         lit.column,

@@ -95,12 +95,12 @@ class Engine:
                     minus.pop(name, None)
             if fresh:
                 plus[name] = fresh
-        if not plus and not minus:
-            return {}
-        for name, arity in arities.items():
+        for name, arity in arities.items():  # any mention fixes a new relation's arity
             if name not in self._arity and self._analysis.relations.get(name) is None:
                 self._arity[name] = arity
             mat.relation(name, arity)
+        if not plus and not minus:
+            return {}
         if not minus and all(not rel.rows for rel in mat.relations.values()):
             return self._bulk_load(plus)
         return self._changes(mat.apply(plus, minus))
@@ -190,10 +190,8 @@ class Engine:
                 continue
             before = old.relations.get(name)
             after = mat.relations.get(name)
-            before_rows = before.rows.keys() if before is not None else set()
-            after_rows = after.rows.keys() if after is not None else set()
-            if isinstance(before_rows, set) or isinstance(after_rows, set):
-                before_rows, after_rows = set(before_rows), set(after_rows)
+            before_rows = set(before.rows) if before is not None else set()
+            after_rows = set(after.rows) if after is not None else set()
             added = after_rows - before_rows
             removed = before_rows - after_rows
             if added or removed:
@@ -286,10 +284,10 @@ class Engine:
 
     def explain(self, relation: str, values: Sequence[Value]) -> Derivation | Absence:
         """Why ``values`` is (a derivation tree) or is not (the rules tried) in ``relation``."""
-        encoded = self._encode_row(relation, values)
-        checked = tuple(check_value(v) for v in values)
-        row = None if encoded is None else encoded[0]
-        return explain(self._mat, relation, checked, row)
+        arity = self._check_relation(relation)
+        if not isinstance(values, (tuple, list)) or len(values) != arity:
+            raise ArityError(f"relation {relation} has arity {arity}; got {values!r}")
+        return explain(self._mat, relation, tuple(check_value(v) for v in values))
 
     def relations(self) -> dict[str, RelationInfo]:
         out: dict[str, RelationInfo] = {}

@@ -25,7 +25,7 @@ from typing import Any
 from rune.ivm.analysis import Analysis, Stratum, is_internal
 from rune.ivm.plan import Access, Plan, compile_plan
 from rune.ivm.store import EMPTY, EMPTY_MAP, EMPTY_ROWS, Delta, OldIndexView, OldRowsView, Relation, Row
-from rune.ivm.syntax import Atom, Negation, Rule
+from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule
 from rune.ivm.values import Dictionary
 
 __all__ = ["Materialization"]
@@ -67,6 +67,20 @@ def _source_relation(plan: Plan) -> str:
     return atom.relation
 
 
+def _encode_constants(rule: Rule, dictionary: Dictionary) -> None:
+    for atom in (rule.head, *rule.body):
+        terms = (
+            (atom.left, atom.right)
+            if isinstance(atom, Comparison)
+            else atom.atom.args
+            if isinstance(atom, Negation)
+            else atom.args
+        )
+        for term in terms:
+            if isinstance(term, Const):
+                dictionary.encode(term.value)
+
+
 def _source_negated(plan: Plan) -> bool:
     assert plan.source is not None
     return isinstance(plan.rule.body[plan.source], Negation)
@@ -84,6 +98,9 @@ class Materialization:
             for name, spec in analysis.relations.items()
             if not spec.on_demand
         }
+        for rules in analysis.rules_by_head.values():  # constants get ids before any lookup
+            for rule in rules:
+                _encode_constants(rule, dictionary)
         self.strata = [_StratumPlans(s, dictionary) for s in analysis.strata]
         self._demand_plans: dict[tuple[str, tuple[int, ...], bool], list[Plan]] = {}
         self._deltas: dict[str, Delta] = {}

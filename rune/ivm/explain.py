@@ -12,7 +12,7 @@ plans, and bounds its search (``MAX_STEPS``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +61,8 @@ class Derivation:
         if self.rule is None:
             lines.append(f"{pad}{head}  <- asserted fact")
             return
-        where = f"rule at {self.line}:{self.column}" if self.line else "rule"
+        kind = "rule" if ":-" in self.rule else "program fact"
+        where = f"{kind} at {self.line}:{self.column}" if self.line else kind
         lines.append(f"{pad}{head}  <- {where}: {self.rule}")
         for child in self.children:
             child._render(lines, depth + 1)
@@ -143,17 +144,21 @@ def _json_value(v: Value) -> Any:
 
 
 class _Budget(DatalogError):
-    pass
+    """The search for an explanation exceeded ``MAX_STEPS``."""
 
 
 class _Explainer:
-    def __init__(self, mat: Materialization) -> None:
+    def __init__(self, mat: Materialization, unknown: dict[int, Value]) -> None:
         self.mat = mat
         self.values = mat.dictionary.values
+        self.unknown = unknown  # negative ids standing for values never stored
         self.steps = 0
 
+    def value(self, ident: int) -> Value:
+        return self.values[ident] if ident >= 0 else self.unknown[ident]
+
     def decode(self, row: Row) -> tuple[Value, ...]:
-        return tuple(self.values[i] for i in row)
+        return tuple(self.value(i) for i in row)
 
     def encode_term(self, term: Term, binding: dict[str, int]) -> int | None:
         if isinstance(term, Const):
@@ -240,11 +245,8 @@ class _Explainer:
             if a is None or b is None:  # a constant never stored differs from every value
                 return lit.op == "!=" and a != b
             return (a == b) == (lit.op == "=")
-        if a is None or b is None:
-            va = lit.left.value if isinstance(lit.left, Const) else self.values[a]  # type: ignore[index]
-            vb = lit.right.value if isinstance(lit.right, Const) else self.values[b]  # type: ignore[index]
-        else:
-            va, vb = self.values[a], self.values[b]
+        va = lit.left.value if a is None else self.value(a)  # type: ignore[union-attr]
+        vb = lit.right.value if b is None else self.value(b)  # type: ignore[union-attr]
         from rune.ivm.plan import _le, _lt
 
         return {
@@ -286,7 +288,7 @@ class _Explainer:
                     children.append(child)
                 else:
                     absent = tuple(
-                        _substitute(shown.body[k], _binding, self.values)
+                        _substitute(shown.body[k], _binding, self.value)
                         for k, lit in enumerate(body)
                         if isinstance(lit, Negation)
                     )
@@ -295,7 +297,7 @@ class _Explainer:
                     )
         return None
 
-    def attempts(self, relation: str, row: Row | None, values: tuple[Value, ...]) -> list[Attempt]:
+    def attempts(self, relation: str, row: Row) -> list[Attempt]:
         out = []
         for rule in self.mat.rules_for(relation):
             body = rule.body
@@ -303,15 +305,8 @@ class _Explainer:
                 continue  # "not asserted" is implied by the absence itself
             shown = self.original(rule)
             binding: dict[str, int] = {}
-            if row is None or not _unify(rule.head, row, binding, self.mat):
-                reason = (
-                    "a value of the tuple was never stored"
-                    if row is None
-                    else "the head does not match the tuple"
-                )
-                if row is not None or not _head_mismatch(rule.head, values):
-                    out.append(Attempt(str(shown), rule.line, rule.column, "head", -1, reason))
-                    continue
+            if not _unify(rule.head, row, binding, self.mat):
+                reason = "the head does not match the tuple"
                 out.append(Attempt(str(shown), rule.line, rule.column, "head", -1, reason))
                 continue
             bindings = [binding]
@@ -325,7 +320,7 @@ class _Explainer:
                     if len(survivors) >= MAX_BINDINGS:
                         break
                 if not survivors:
-                    failed = _substitute(shown.body[k], binding, self.values)
+                    failed = _substitute(shown.body[k], binding, self.value)
                     reason = (
                         "the comparison is false"
                         if isinstance(lit, Comparison)
@@ -337,10 +332,6 @@ class _Explainer:
                     break
                 bindings = survivors
         return out
-
-
-def _head_mismatch(head: Atom, values: tuple[Value, ...]) -> bool:
-    return any(isinstance(t, Const) and t.value != v for t, v in zip(head.args, values, strict=False))
 
 
 def _unify(atom: Atom, row: Row, binding: dict[str, int], mat: Materialization) -> bool:
@@ -359,10 +350,10 @@ def _unify(atom: Atom, row: Row, binding: dict[str, int], mat: Materialization) 
     return True
 
 
-def _substitute(lit: Literal, binding: dict[str, int], values: list[Value]) -> str:
+def _substitute(lit: Literal, binding: dict[str, int], value: Callable[[int], Value]) -> str:
     def term(t: Term) -> str:
         if isinstance(t, Var) and not t.anonymous and t.name in binding:
-            return render_value(values[binding[t.name]])
+            return render_value(value(binding[t.name]))
         return str(t)
 
     if isinstance(lit, Comparison):
@@ -372,16 +363,21 @@ def _substitute(lit: Literal, binding: dict[str, int], values: list[Value]) -> s
     return f"!{text}" if isinstance(lit, Negation) else text
 
 
-def explain(mat: Materialization, relation: str, values: tuple[Value, ...], row: Row | None) -> Derivation | Absence:
-    explainer = _Explainer(mat)
-    if row is not None:
-        try:
-            found = explainer.derive(relation, row, frozenset())
-        except _Budget:
-            found = None
-            if mat.contains(relation, row):
-                raise
-        if found is not None:
-            return found
-    explainer.steps = 0
-    return Absence(relation, values, tuple(explainer.attempts(relation, row, values)))
+def explain(mat: Materialization, relation: str, values: tuple[Value, ...]) -> Derivation | Absence:
+    """Explain ``relation(values)``; values never stored get negative ids that match nothing."""
+    unknown: dict[int, Value] = {}
+    ids: list[int] = []
+    for v in values:
+        ident = mat.dictionary.lookup(v)
+        if ident is None:
+            ident = -1 - len(unknown)
+            unknown[ident] = v
+        ids.append(ident)
+    row = tuple(ids)
+    explainer = _Explainer(mat, unknown)
+    if not unknown and mat.contains(relation, row):
+        found = explainer.derive(relation, row, frozenset())
+        if found is None:  # cannot happen for a consistent materialization
+            raise DatalogError(f"no derivation found for present tuple {relation}{values}")
+        return found
+    return Absence(relation, values, tuple(explainer.attempts(relation, row)))

@@ -27,12 +27,65 @@ _RELATION_NAME = re.compile(r"[a-z_][A-Za-z0-9_]*\Z")
 Facts = Mapping[str, Iterable[Sequence[Value]]]
 
 
-@dataclass(frozen=True, slots=True)
 class Change:
-    """Exact net change of one relation: rows that appeared and rows that disappeared."""
+    """Exact net change of one relation: rows that appeared and rows that disappeared.
 
-    added: frozenset[tuple[Value, ...]]
-    removed: frozenset[tuple[Value, ...]]
+    ``added`` and ``removed`` are frozensets of value tuples, decoded on first access (a bulk
+    load changes millions of rows that most callers never look at).
+    """
+
+    __slots__ = ("_added", "_minus", "_plus", "_removed", "_values")
+
+    def __init__(
+        self,
+        added: frozenset[tuple[Value, ...]] = frozenset(),
+        removed: frozenset[tuple[Value, ...]] = frozenset(),
+    ) -> None:
+        self._added: frozenset[tuple[Value, ...]] | None = frozenset(added)
+        self._removed: frozenset[tuple[Value, ...]] | None = frozenset(removed)
+        self._plus: Iterable[Row] = ()
+        self._minus: Iterable[Row] = ()
+        self._values: list[Value] = []
+
+    @classmethod
+    def _encoded(cls, plus: Iterable[Row], minus: Iterable[Row], values: list[Value]) -> Change:
+        change = cls()
+        change._added = change._removed = None
+        change._plus, change._minus, change._values = plus, minus, values
+        return change
+
+    def _decode(self, rows: Iterable[Row]) -> frozenset[tuple[Value, ...]]:
+        values = self._values
+        return frozenset(tuple([values[i] for i in row]) for row in rows)
+
+    @property
+    def added(self) -> frozenset[tuple[Value, ...]]:
+        if self._added is None:
+            self._added = self._decode(self._plus)
+        return self._added
+
+    @property
+    def removed(self) -> frozenset[tuple[Value, ...]]:
+        if self._removed is None:
+            self._removed = self._decode(self._minus)
+        return self._removed
+
+    def __len__(self) -> int:
+        """Number of rows added plus removed (without decoding them)."""
+        if self._added is None or self._removed is None:
+            return len(self._plus) + len(self._minus)  # type: ignore[arg-type]
+        return len(self._added) + len(self._removed)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Change):
+            return NotImplemented
+        return self.added == other.added and self.removed == other.removed
+
+    def __hash__(self) -> int:
+        return hash((self.added, self.removed))
+
+    def __repr__(self) -> str:
+        return f"Change(added={set(self.added)!r}, removed={set(self.removed)!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,24 +194,30 @@ class Engine:
                     arity = arities[name] = len(row)
                 elif len(row) != arity:
                     raise ArityError(f"{where}[{i}]: relation {name} has arity {arity}, got {len(row)}")
-                ids: list[int] = []
-                for j, value in enumerate(row):
-                    try:
-                        checked = check_value(value)
-                    except InvalidValueError as exc:
-                        raise InvalidValueError(f"{where}[{i}][{j}]: {exc.message}") from None
-                    if lookup_only:
-                        ident = dictionary.lookup(checked)
-                        if ident is None:
-                            break  # a value never seen: the row cannot be stored
-                        ids.append(ident)
-                    else:
-                        ids.append(dictionary.encode(checked))
+                if lookup_only:
+                    row_ids = self._lookup_row(row, f"{where}[{i}]")
+                    if row_ids is not None:  # else a value never seen: the row cannot be stored
+                        encoded.add(row_ids)
                 else:
-                    encoded.add(tuple(ids))
+                    try:
+                        encoded.add(dictionary.encode_row(row))
+                    except InvalidValueError as exc:
+                        raise InvalidValueError(f"{where}[{i}]{exc.message}") from None
             if encoded:
                 out.setdefault(self._analysis.storage_for_facts(name), set()).update(encoded)
         return out
+
+    def _lookup_row(self, row: Sequence[object], where: str) -> Row | None:
+        ids: list[int] = []
+        for j, value in enumerate(row):
+            try:
+                ident = self._dictionary.lookup(check_value(value))
+            except InvalidValueError as exc:
+                raise InvalidValueError(f"{where}[{j}]: {exc.message}") from None
+            if ident is None:
+                return None
+            ids.append(ident)
+        return tuple(ids)
 
     # -- program changes -----------------------------------------------------------------------
 
@@ -195,7 +254,7 @@ class Engine:
             added = after_rows - before_rows
             removed = before_rows - after_rows
             if added or removed:
-                changes[name] = Change(self._decode_all(added), self._decode_all(removed))
+                changes[name] = Change._encoded(added, removed, self._dictionary.values)
         self._mat = mat
         self._arity = {n: a for n, (a, _) in facts.items() if analysis.relations.get(n) is None}
         return changes
@@ -261,6 +320,14 @@ class Engine:
 
     def contains(self, relation: str, values: Sequence[Value]) -> bool:
         """Whether ``relation`` holds the tuple ``values`` (all columns bound)."""
+        mat = self._mat
+        if relation in mat.relations or mat.is_on_demand(relation):
+            try:  # fast path: every value already known
+                row = tuple(map(self._dictionary._ids.get, values))
+            except TypeError:
+                row = (None,)
+            if None not in row and tuple not in map(type, values) and len(row) == mat.arity(relation):
+                return mat.contains(relation, row)  # type: ignore[arg-type]
         encoded = self._encode_row(relation, values)
         if encoded is None or relation not in self._mat.relations and not self._mat.is_on_demand(relation):
             return False
@@ -311,11 +378,12 @@ class Engine:
 
     def _decode_all(self, rows: Iterable[Row]) -> frozenset[tuple[Value, ...]]:
         values = self._dictionary.values
-        return frozenset(tuple(values[i] for i in row) for row in rows)
+        return frozenset(tuple([values[i] for i in row]) for row in rows)
 
     def _changes(self, deltas: dict[str, Delta]) -> dict[str, Change]:
+        values = self._dictionary.values
         return {
-            name: Change(self._decode_all(d.plus), self._decode_all(d.minus))
+            name: Change._encoded(d.plus, d.minus, values)
             for name, d in deltas.items()
             if not is_internal(name) and d
         }

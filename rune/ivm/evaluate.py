@@ -92,6 +92,7 @@ class Materialization:
     def __init__(self, analysis: Analysis, dictionary: Dictionary) -> None:
         self.analysis = analysis
         self.dictionary = dictionary
+        self.on_demand = frozenset(n for n, spec in analysis.relations.items() if spec.on_demand)
         counted = {s.relations[0] for s in analysis.strata if not s.recursive}
         self.relations: dict[str, Relation] = {
             name: Relation(name, spec.arity, counted=name in counted)
@@ -102,7 +103,7 @@ class Materialization:
             for rule in rules:
                 _encode_constants(rule, dictionary)
         self.strata = [_StratumPlans(s, dictionary) for s in analysis.strata]
-        self._demand_plans: dict[tuple[str, tuple[int, ...], bool], list[Plan]] = {}
+        self._demand_plans: dict[tuple[str, tuple[int, ...], bool], list[tuple[Any, tuple[Any, ...]]]] = {}
         self._deltas: dict[str, Delta] = {}
         self._views: dict[tuple[Any, ...], Any] = {}
         for sp in self.strata:
@@ -119,8 +120,11 @@ class Materialization:
         return rel
 
     def is_on_demand(self, name: str) -> bool:
-        spec = self.analysis.relations.get(name)
-        return spec is not None and spec.on_demand
+        return name in self.on_demand
+
+    def arity(self, name: str) -> int:
+        rel = self.relations.get(name)
+        return rel.arity if rel is not None else self.analysis.relations[name].arity
 
     def _prepare_indexes(self, plan: Plan) -> None:
         for access in plan.accesses:
@@ -336,20 +340,24 @@ class Materialization:
         Returns a bool with ``exists``, else the set of matching rows.
         """
         key = (name, cols, exists)
-        plans = self._demand_plans.get(key)
-        if plans is None:
-            plans = [
-                compile_plan(rule, self.dictionary, bound=cols, exists=exists)
-                for rule in self.analysis.rules_by_head[name]
-            ]
-            for plan in plans:
+        ready = self._demand_plans.get(key)
+        if ready is None:
+            ready = []
+            for rule in self.analysis.rules_by_head[name]:
+                plan = compile_plan(rule, self.dictionary, bound=cols, exists=exists)
                 self._prepare_indexes(plan)
-            self._demand_plans[key] = plans
+                # on-demand plans always read the current version: views are live, resolve once
+                views = tuple(self._view(a, old=False) for a in plan.accesses)
+                ready.append((plan.fn, views))
+            self._demand_plans[key] = ready
         if exists:
-            return any(self._run(plan, None, None, head=head) for plan in plans)
+            for fn, views in ready:
+                if fn(None, None, head, *views):
+                    return True
+            return False
         out: dict[Row, int] = {}
-        for plan in plans:
-            self._run(plan, None, out, head=head)
+        for fn, views in ready:
+            fn(None, out, head, *views)
         return out.keys()
 
     # -- reading -----------------------------------------------------------------------------------
@@ -360,8 +368,8 @@ class Materialization:
         return self.relations[name].rows
 
     def contains(self, name: str, row: Row) -> bool:
-        if self.is_on_demand(name):
-            return bool(self.demand(name, tuple(range(len(row))), row, exists=True))
+        if name in self.on_demand:
+            return bool(self.demand(name, _ALL_COLUMNS[len(row)], row, exists=True))
         return row in self.relations[name].rows
 
     def lookup(self, name: str, cols: tuple[int, ...], row: Row) -> Iterable[Row]:
@@ -381,6 +389,9 @@ class Materialization:
 
     def rules_for(self, name: str) -> list[Rule]:
         return self.analysis.rules_by_head.get(name, [])
+
+
+_ALL_COLUMNS = [tuple(range(n)) for n in range(64)]
 
 
 class _DemandView:

@@ -10,8 +10,7 @@ Python ``set`` of decoded tuples would merge ``("a", 1)`` and ``("a", True)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from rune.ivm.errors import InvalidValueError
 
@@ -24,15 +23,22 @@ INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**63 - 1
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class EntityRef:
-    """A Cedar entity reference ``Type::"id"`` (``type`` may be namespaced, ``App::User``)."""
+class EntityRef(NamedTuple):
+    """A Cedar entity reference ``Type::"id"`` (``type`` may be namespaced, ``App::User``).
+
+    A named tuple, so hashing and equality run in C (the engine hashes values at every
+    encode). Pitfall: it compares equal to the plain tuple ``(type, id)``; plain tuples are
+    not engine values, so the engine never confuses the two.
+    """
 
     type: str
     id: str
 
     def __str__(self) -> str:
         return f"{self.type}::{_quote(self.id)}"
+
+    def __repr__(self) -> str:
+        return f"EntityRef(type={self.type!r}, id={self.id!r})"
 
     def to_json(self) -> dict[str, str]:
         """Contract v1 form: ``{"type": T, "id": I}``."""
@@ -57,19 +63,6 @@ def render_value(value: Value) -> str:
     if isinstance(value, str):
         return _quote(value)
     return str(value)
-
-
-class _BoolKey:
-    """Dictionary key for a bool, so that ``True`` and ``1`` get different ids."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: bool) -> None:
-        self.value = value
-
-
-_TRUE: Final = _BoolKey(True)
-_FALSE: Final = _BoolKey(False)
 
 
 def check_value(value: object) -> Value:
@@ -101,7 +94,12 @@ def check_value(value: object) -> Value:
 
 
 class Dictionary:
-    """Two-way map between values and dense integer ids. Ids are never reused."""
+    """Two-way map between values and dense integer ids. Ids are never reused.
+
+    Strings and entity references are keys as themselves; integers and booleans are keyed
+    as ``(int, n)`` / ``(bool, b)`` so that ``True`` and ``1`` get different ids. That makes
+    the common row (strings and entities only) encodable with one C-level ``map``.
+    """
 
     __slots__ = ("_ids", "values")
 
@@ -114,21 +112,45 @@ class Dictionary:
 
     @staticmethod
     def _key(value: Value) -> object:
-        if value is True:
-            return _TRUE
-        if value is False:
-            return _FALSE
+        kind = type(value)
+        if kind is bool or kind is int or isinstance(value, int):
+            return (bool if isinstance(value, bool) else int, value)
         return value
 
     def encode(self, value: Value) -> int:
         """Id of ``value``, assigning a new one if needed. ``value`` must be checked already."""
-        key = _TRUE if value is True else _FALSE if value is False else value
+        key = self._key(value)
         ident = self._ids.get(key)
         if ident is None:
             ident = len(self.values)
             self._ids[key] = ident
             self.values.append(value)
         return ident
+
+    def encode_row(self, row: tuple[object, ...] | list[object]) -> tuple[int, ...]:
+        """Ids of a row of unchecked values, checking only values not seen before.
+
+        Raises :class:`InvalidValueError` (``message`` prefixed by ``[column]``) on a bad value.
+        """
+        try:
+            ids = tuple(map(self._ids.get, row))
+        except TypeError:  # an unhashable value: the checks below name it
+            ids = (None,)
+        # Fast path: every value a known string or entity (ints and bools never match a key
+        # as themselves; a plain tuple could equal an entity key, so it is excluded).
+        if None not in ids and tuple not in map(type, row):
+            return ids  # type: ignore[return-value]
+        out = []
+        for j, value in enumerate(row):
+            known = ids[j] if len(ids) > j and type(value) is not tuple else None
+            if known is not None:
+                out.append(known)
+                continue
+            try:
+                out.append(self.encode(check_value(value)))
+            except InvalidValueError as exc:
+                raise InvalidValueError(f"[{j}]: {exc.message}") from None
+        return tuple(out)
 
     def lookup(self, value: Value) -> int | None:
         """Id of ``value`` or ``None`` when it was never encoded (so no fact can hold it)."""

@@ -287,11 +287,18 @@ class Materialization:
         # 3. re-derive what still has a derivation, 4. insert, semi-naively
         seeds: dict[str, set[Row]] = {r: set() for r in own}
         for r in own:
-            plans = sp.head_bound.get(r, [])
+            if not doomed[r]:
+                continue
+            ready = [
+                (plan.fn, [self._view(a, old=False) for a in plan.accesses])
+                for plan in sp.head_bound.get(r, [])
+            ]
             found = seeds[r]
             for row in doomed[r]:
-                if any(self._run(plan, None, None, head=row) for plan in plans):
-                    found.add(row)
+                for fn, views in ready:
+                    if fn(None, None, row, *views):
+                        found.add(row)
+                        break
         for plan in sp.lower:
             delta = deltas.get(_source_relation(plan))
             rows = None if delta is None else delta.minus if _source_negated(plan) else delta.plus

@@ -1,0 +1,55 @@
+"""The ``rune`` command: the README's first command must keep working on the bundled example."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from click.testing import CliRunner
+
+from rune.cli import main
+
+
+def test_run_on_the_bundled_example_answers_every_request() -> None:
+    result = CliRunner().invoke(main, ["run"])
+    assert result.exit_code == 0, result.output
+    lines = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert [d["id"] for d in lines] == [f"r-{i}" for i in range(1, 8)]
+    by_id = {d["id"]: d for d in lines}
+    assert by_id["r-1"]["decision"] == "allow"  # eng editors inherit write on specs/q3
+    assert by_id["r-3"]["decision"] == "deny"  # legal hold forbids writes
+    assert by_id["r-5"]["decision"] == "deny"  # dave has no grant
+    assert "error" in by_id["r-7"] and by_id["r-7"]["decision"] == "deny"
+    assert all(d["policy_version"] == 1 for d in lines)
+
+
+def test_run_with_files_reports_bad_lines_and_keeps_going(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.json"
+    bundle.write_bytes(orjson.dumps({"version": 3, "datalog": "allow(P, A, R) :- ok(P, A, R).", "cedar": ""}))
+    events = tmp_path / "events.jsonl"
+    user = {"type": "User", "id": "u"}
+    act = {"type": "Action", "id": "a"}
+    res = {"type": "Doc", "id": "d"}
+    events.write_bytes(
+        orjson.dumps({"op": "assert", "fact": ["ok", user, act, res]}) + b"\n"
+        + b"{not json\n"
+        + orjson.dumps({"op": "explode"}) + b"\n"
+    )
+    requests = tmp_path / "requests.jsonl"
+    requests.write_bytes(orjson.dumps({"id": "q", "principal": user, "action": act, "resource": res, "context": {}}) + b"\n")
+    result = CliRunner().invoke(
+        main, ["run", "--bundle", str(bundle), "--events", str(events), "--requests", str(requests)]
+    )
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout.splitlines()[0])["decision"] == "allow"
+    assert "events.jsonl:2: invalid JSON" in result.stderr
+    assert "events.jsonl:3: event rejected" in result.stderr
+    assert "1 events applied, 1 rejected" in result.stderr
+
+
+def test_invalid_bundle_is_a_clear_error(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.json"
+    bundle.write_bytes(orjson.dumps({"version": 1, "datalog": "p(X) :- .", "cedar": ""}))
+    result = CliRunner().invoke(main, ["run", "--bundle", str(bundle)])
+    assert result.exit_code != 0
+    assert "bundle rejected" in result.output and "1:9" in result.output

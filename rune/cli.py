@@ -40,15 +40,29 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Policy bundle JSON (version, datalog, cedar, schema). Default: the example.")
-@click.option("--events", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Fact and entity events, one JSON object per line. Default: the example.")
-@click.option("--requests", "requests_path",
-              type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
-              help="Authorization requests as JSONL ('-' for stdin). Default: the example.")
-@click.option("--decisions", type=click.File("wb"), default="-", show_default=True,
-              help="Where decisions go, as JSONL.")
+@click.option(
+    "--bundle",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Policy bundle JSON (version, datalog, cedar, schema). Default: the example.",
+)
+@click.option(
+    "--events",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Fact and entity events, one JSON object per line. Default: the example.",
+)
+@click.option(
+    "--requests",
+    "requests_path",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
+    help="Authorization requests as JSONL ('-' for stdin). Default: the example.",
+)
+@click.option(
+    "--decisions",
+    type=click.File("wb"),
+    default="-",
+    show_default=True,
+    help="Where decisions go, as JSONL.",
+)
 @click.option("--batch-size", default=500, show_default=True, help="Events applied per batch.")
 def run(
     bundle: Path | None,
@@ -66,7 +80,7 @@ def run(
         raise click.ClickException(f"bundle rejected: {exc}") from exc
 
     applied = rejected = 0
-    with (events.open("rb") if events else (EXAMPLE / "events.jsonl").open("rb")) as stream:
+    with events.open("rb") if events else (EXAMPLE / "events.jsonl").open("rb") as stream:
         batch: list[tuple[int, Any]] = []
         for item in _read_jsonl(stream, str(events or "events.jsonl")):
             batch.append(item)
@@ -75,13 +89,17 @@ def run(
                 applied, rejected, batch = applied + a, rejected + r, []
         a, r = _apply(az, batch, str(events or "events.jsonl"))
         applied, rejected = applied + a, rejected + r
-    click.echo(f"rune: bundle v{az.policy_version}, {applied} events applied, "
-               f"{rejected} rejected", err=True)
+    click.echo(
+        f"rune: bundle v{az.policy_version}, {applied} events applied, {rejected} rejected",
+        err=True,
+    )
 
     if requests_path is not None and str(requests_path) == "-":
         source: IO[bytes] = sys.stdin.buffer
     else:
-        source = requests_path.open("rb") if requests_path else (EXAMPLE / "requests.jsonl").open("rb")
+        source = (
+            requests_path.open("rb") if requests_path else (EXAMPLE / "requests.jsonl").open("rb")
+        )
     answered = 0
     with source:
         for _number, request in _read_jsonl(source, str(requests_path or "requests.jsonl")):

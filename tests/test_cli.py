@@ -25,18 +25,25 @@ def test_run_on_the_bundled_example_answers_every_request() -> None:
 
 def test_run_with_files_reports_bad_lines_and_keeps_going(tmp_path: Path) -> None:
     bundle = tmp_path / "bundle.json"
-    bundle.write_bytes(orjson.dumps({"version": 3, "datalog": "allow(P, A, R) :- ok(P, A, R).", "cedar": ""}))
+    bundle.write_bytes(
+        orjson.dumps({"version": 3, "datalog": "allow(P, A, R) :- ok(P, A, R).", "cedar": ""})
+    )
     events = tmp_path / "events.jsonl"
     user = {"type": "User", "id": "u"}
     act = {"type": "Action", "id": "a"}
     res = {"type": "Doc", "id": "d"}
     events.write_bytes(
-        orjson.dumps({"op": "assert", "fact": ["ok", user, act, res]}) + b"\n"
+        orjson.dumps({"op": "assert", "fact": ["ok", user, act, res]})
+        + b"\n"
         + b"{not json\n"
-        + orjson.dumps({"op": "explode"}) + b"\n"
+        + orjson.dumps({"op": "explode"})
+        + b"\n"
     )
     requests = tmp_path / "requests.jsonl"
-    requests.write_bytes(orjson.dumps({"id": "q", "principal": user, "action": act, "resource": res, "context": {}}) + b"\n")
+    requests.write_bytes(
+        orjson.dumps({"id": "q", "principal": user, "action": act, "resource": res, "context": {}})
+        + b"\n"
+    )
     result = CliRunner().invoke(
         main, ["run", "--bundle", str(bundle), "--events", str(events), "--requests", str(requests)]
     )

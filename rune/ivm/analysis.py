@@ -195,13 +195,19 @@ def _rewrite_negated_projections(
         for lit in rule.body:
             if isinstance(lit, Negation) and any(v.anonymous for v in lit.atom.variables):
                 atom = lit.atom
-                keep = [i for i, a in enumerate(atom.args) if not (isinstance(a, Var) and a.anonymous)]
+                keep = [
+                    i for i, a in enumerate(atom.args) if not (isinstance(a, Var) and a.anonymous)
+                ]
                 name = f"{atom.relation}@p{'_'.join(map(str, keep))}"
                 if name not in extra:
                     variables = tuple(Var(f"V{i}") for i in range(len(atom.args)))
                     head = Atom(name, tuple(variables[i] for i in keep))
-                    extra[name] = Rule(head, (Atom(atom.relation, variables),), lit.line, lit.column)
-                    relations[name] = RelationSpec(name, len(keep), lit.line, lit.column, derived=True)
+                    extra[name] = Rule(
+                        head, (Atom(atom.relation, variables),), lit.line, lit.column
+                    )
+                    relations[name] = RelationSpec(
+                        name, len(keep), lit.line, lit.column, derived=True
+                    )
                 projected = Atom(name, tuple(atom.args[i] for i in keep), atom.line, atom.column)
                 body.append(Negation(projected, lit.line, lit.column))
             else:
@@ -278,8 +284,13 @@ def _check_negation(
     for head, rules in by_head.items():
         for rule in rules:
             for lit in rule.body:
-                if isinstance(lit, Negation) and component_of[lit.atom.relation] == component_of[head]:
-                    cycle = _cycle(lit.atom.relation, head, by_head, set(components[component_of[head]]))
+                if (
+                    isinstance(lit, Negation)
+                    and component_of[lit.atom.relation] == component_of[head]
+                ):
+                    cycle = _cycle(
+                        lit.atom.relation, head, by_head, set(components[component_of[head]])
+                    )
                     other = lit.atom.relation
                     via = "itself" if other == head else f"{other}, which depends on {head}"
                     raise StratificationError(
@@ -325,9 +336,7 @@ def _check_on_demand(
             demand[head] = (rules[0].line, rules[0].column)
     for name, (line, column) in demand.items():
         if name not in by_head or (is_internal(name) and "@p" not in name):
-            raise StratificationError(
-                f"on_demand relation {name} has no rules", line, column, name
-            )
+            raise StratificationError(f"on_demand relation {name} has no rules", line, column, name)
         recursive = len(components[component_of[name]]) > 1 or any(
             atom.relation == name for rule in by_head[name] for atom in _atoms(rule.body)
         )

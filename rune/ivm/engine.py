@@ -193,7 +193,9 @@ class Engine:
                 if arity is None:
                     arity = arities[name] = len(row)
                 elif len(row) != arity:
-                    raise ArityError(f"{where}[{i}]: relation {name} has arity {arity}, got {len(row)}")
+                    raise ArityError(
+                        f"{where}[{i}]: relation {name} has arity {arity}, got {len(row)}"
+                    )
                 if lookup_only:
                     row_ids = self._lookup_row(row, f"{where}[{i}]")
                     if row_ids is not None:  # else a value never seen: the row cannot be stored
@@ -265,7 +267,10 @@ class Engine:
         for name, rel in self._mat.relations.items():
             if name.endswith("@base"):
                 user = name[: -len("@base")]
-            elif is_internal(name) or self._analysis.relations.get(name, None) is not None and self._analysis.relations[name].derived:
+            elif is_internal(name) or (
+                self._analysis.relations.get(name, None) is not None
+                and self._analysis.relations[name].derived
+            ):
                 continue
             else:
                 user = name
@@ -292,7 +297,9 @@ class Engine:
             raise UnknownRelationError(f"unknown relation {relation!r}")
         return arity
 
-    def _encode_row(self, relation: str, values: Sequence[Value | None]) -> tuple[Row, tuple[int, ...]] | None:
+    def _encode_row(
+        self, relation: str, values: Sequence[Value | None]
+    ) -> tuple[Row, tuple[int, ...]] | None:
         """Encode ``values`` (``None`` = unbound); ``None`` if a value was never stored."""
         arity = self._check_relation(relation)
         if not isinstance(values, (tuple, list)) or len(values) != arity:
@@ -326,10 +333,16 @@ class Engine:
                 row = tuple(map(self._dictionary._ids.get, values))
             except TypeError:
                 row = (None,)
-            if None not in row and tuple not in map(type, values) and len(row) == mat.arity(relation):
+            if (
+                None not in row
+                and tuple not in map(type, values)
+                and len(row) == mat.arity(relation)
+            ):
                 return mat.contains(relation, row)  # type: ignore[arg-type]
         encoded = self._encode_row(relation, values)
-        if encoded is None or relation not in self._mat.relations and not self._mat.is_on_demand(relation):
+        if encoded is None or (
+            relation not in self._mat.relations and not self._mat.is_on_demand(relation)
+        ):
             return False
         row, cols = encoded
         if len(cols) != len(row):
@@ -343,7 +356,9 @@ class Engine:
         then maintained); on-demand relations evaluate their rules with those columns bound.
         """
         encoded = self._encode_row(relation, pattern)
-        if encoded is None or relation not in self._mat.relations and not self._mat.is_on_demand(relation):
+        if encoded is None or (
+            relation not in self._mat.relations and not self._mat.is_on_demand(relation)
+        ):
             return iter(())
         row, cols = encoded
         decode = self._dictionary.values
@@ -363,7 +378,9 @@ class Engine:
                 continue
             kind = "on_demand" if spec.on_demand else "derived" if spec.derived else "base"
             rel = self._mat.relations.get(name)
-            out[name] = RelationInfo(name, spec.arity, kind, None if spec.on_demand else len(rel or ()))
+            out[name] = RelationInfo(
+                name, spec.arity, kind, None if spec.on_demand else len(rel or ())
+            )
         for name, arity in self._arity.items():
             out[name] = RelationInfo(name, arity, "base", len(self._mat.relations.get(name) or ()))
         return out
@@ -387,4 +404,3 @@ class Engine:
             for name, d in deltas.items()
             if not is_internal(name) and d
         }
-

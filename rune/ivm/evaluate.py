@@ -20,11 +20,21 @@ what later strata and the caller see.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any
 
 from rune.ivm.analysis import Analysis, Stratum, is_internal
 from rune.ivm.plan import Access, Plan, compile_plan
-from rune.ivm.store import EMPTY, EMPTY_MAP, EMPTY_ROWS, Delta, OldIndexView, OldRowsView, Relation, Row
+from rune.ivm.store import (
+    EMPTY,
+    EMPTY_MAP,
+    EMPTY_ROWS,
+    Delta,
+    OldIndexView,
+    OldRowsView,
+    Relation,
+    Row,
+)
 from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule
 from rune.ivm.values import Dictionary
 
@@ -103,11 +113,18 @@ class Materialization:
             for rule in rules:
                 _encode_constants(rule, dictionary)
         self.strata = [_StratumPlans(s, dictionary) for s in analysis.strata]
-        self._demand_plans: dict[tuple[str, tuple[int, ...], bool], list[tuple[Any, tuple[Any, ...]]]] = {}
+        self._demand_plans: dict[
+            tuple[str, tuple[int, ...], bool], list[tuple[Any, tuple[Any, ...]]]
+        ] = {}
         self._deltas: dict[str, Delta] = {}
         self._views: dict[tuple[Any, ...], Any] = {}
         for sp in self.strata:
-            for plan in (*sp.full, *sp.lower, *sp.internal, *sum(sp.head_bound.values(), [])):
+            for plan in (
+                *sp.full,
+                *sp.lower,
+                *sp.internal,
+                *chain.from_iterable(sp.head_bound.values()),
+            ):
                 self._prepare_indexes(plan)
 
     # -- relations ---------------------------------------------------------------------------
@@ -192,7 +209,7 @@ class Materialization:
                     self._run(plan, None, counts)
                 rel = self.relations[name]
                 rel.insert(counts)
-                rel.rows.update(counts)  # type: ignore[call-overload]
+                rel.rows.update(counts)
         self._views = {}
 
     # -- incremental -----------------------------------------------------------------------------
@@ -319,7 +336,9 @@ class Materialization:
         """Insert ``seeds`` and everything they derive; return the rows newly stored."""
         relations = self.relations
         inserted: dict[str, set[Row]] = {r: set() for r in sp.stratum.relations}
-        frontier = {r: {row for row in rows if row not in relations[r].rows} for r, rows in seeds.items()}
+        frontier = {
+            r: {row for row in rows if row not in relations[r].rows} for r, rows in seeds.items()
+        }
         while any(frontier.values()):
             for r, rows in frontier.items():
                 relations[r].insert(rows)
@@ -358,10 +377,7 @@ class Materialization:
                 ready.append((plan.fn, views))
             self._demand_plans[key] = ready
         if exists:
-            for fn, views in ready:
-                if fn(None, None, head, *views):
-                    return True
-            return False
+            return any(fn(None, None, head, *views) for fn, views in ready)
         out: dict[Row, int] = {}
         for fn, views in ready:
             fn(None, out, head, *views)

@@ -169,7 +169,9 @@ class _Explainer:
         return self.mat.analysis.origin.get(rule, rule)
 
     # Assignments of a rule body, bound by the head row.
-    def assignments(self, rule: Rule, row: Row) -> Iterator[tuple[dict[str, int], list[Row | None]]]:
+    def assignments(
+        self, rule: Rule, row: Row
+    ) -> Iterator[tuple[dict[str, int], list[Row | None]]]:
         binding: dict[str, int] = {}
         if not _unify(rule.head, row, binding, self.mat):
             return
@@ -257,7 +259,9 @@ class _Explainer:
         }[lit.op]()
 
     # Derivations.
-    def derive(self, relation: str, row: Row, path: frozenset[tuple[str, Row]]) -> Derivation | None:
+    def derive(
+        self, relation: str, row: Row, path: frozenset[tuple[str, Row]]
+    ) -> Derivation | None:
         mat = self.mat
         if not mat.contains(relation, row):
             return None
@@ -293,7 +297,13 @@ class _Explainer:
                         if isinstance(lit, Negation)
                     )
                     return Derivation(
-                        relation, values, str(shown), rule.line, rule.column, tuple(children), absent
+                        relation,
+                        values,
+                        str(shown),
+                        rule.line,
+                        rule.column,
+                        tuple(children),
+                        absent,
                     )
         return None
 

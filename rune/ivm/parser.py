@@ -226,7 +226,7 @@ class _Parser:
                 tok.column,
                 tok.text,
             )
-        raise self.error("expected a term (variable, string, integer, boolean or Type::\"id\")", tok)
+        raise self.error('expected a term (variable, string, integer, boolean or Type::"id")', tok)
 
     def entity(self) -> Term:
         first = self.peek()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rune.ivm.store import EMPTY
-from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule, Term, Var
+from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule, Term
 from rune.ivm.values import Dictionary, Value
 
 __all__ = ["Access", "Plan", "compile_plan"]
@@ -70,7 +70,12 @@ def _le(a: Value, b: Value) -> bool:
     return p is not None and p[0] <= p[1]  # type: ignore[operator]
 
 
-_ORDER_FUNCTIONS = {"<": ("_lt", False), "<=": ("_le", False), ">": ("_lt", True), ">=": ("_le", True)}
+_ORDER_FUNCTIONS = {
+    "<": ("_lt", False),
+    "<=": ("_le", False),
+    ">": ("_lt", True),
+    ">=": ("_le", True),
+}
 
 
 class _Writer:
@@ -178,28 +183,28 @@ def compile_plan(
             raise AssertionError(f"no positive atom left to bind {rule}")
 
         def score(k: int) -> tuple[int, int]:
-            atom = rule.body[k]
-            assert isinstance(atom, Atom)
-            return (sum(1 for a in atom.args if is_bound(a)), -k)
+            candidate = rule.body[k]
+            assert isinstance(candidate, Atom)
+            return (sum(1 for a in candidate.args if is_bound(a)), -k)
 
         k = max(candidates, key=score)
-        atom = rule.body[k]
-        assert isinstance(atom, Atom)
+        chosen = rule.body[k]
+        assert isinstance(chosen, Atom)
         remaining.remove(k)
-        cols = tuple(p for p, a in enumerate(atom.args) if is_bound(a))
+        cols = tuple(p for p, a in enumerate(chosen.args) if is_bound(a))
         row = f"t{k}"
         if cols:
-            accesses.append(Access(k, atom.relation, "index", cols))
+            accesses.append(Access(k, chosen.relation, "index", cols))
             key = (
-                term(atom.args[cols[0]])
+                term(chosen.args[cols[0]])
                 if len(cols) == 1
-                else "(" + ", ".join(term(atom.args[c]) for c in cols) + ")"
+                else "(" + ", ".join(term(chosen.args[c]) for c in cols) + ")"
             )
             out.open(f"for {row} in V{len(accesses) - 1}.get({key}, EMPTY):")
         else:
-            accesses.append(Access(k, atom.relation, "rows"))
+            accesses.append(Access(k, chosen.relation, "rows"))
             out.open(f"for {row} in V{len(accesses) - 1}:")
-        bind_row(atom, row, set(cols))
+        bind_row(chosen, row, set(cols))
 
     # 3. emit
     if exists:

@@ -88,8 +88,7 @@ def check_value(value: object) -> Value:
             raise InvalidValueError("entity reference with an empty type")
         return value
     raise InvalidValueError(
-        f"unsupported value of type {type(value).__name__}: "
-        "expected str, int, bool or EntityRef"
+        f"unsupported value of type {type(value).__name__}: expected str, int, bool or EntityRef"
     )
 
 

@@ -22,7 +22,9 @@ path(X, Z) :- path(X, Y), edge(Y, Z).
 
 
 def snapshot(eng: Engine) -> dict[str, set[tuple[object, ...]]]:
-    return {name: eng.query(name) for name, info in eng.relations().items() if info.kind != "on_demand"}
+    return {
+        name: eng.query(name) for name, info in eng.relations().items() if info.kind != "on_demand"
+    }
 
 
 def test_contract_example() -> None:
@@ -76,7 +78,9 @@ def test_asserted_facts_of_a_derived_relation_join_its_derivations() -> None:
 def test_values_bool_int_entity_are_kept_apart() -> None:
     eng = Engine("same(X) :- v(X), w(X).")
     alice = EntityRef("User", "alice")
-    eng.update(insert={"v": [(1,), (True,), (alice,), ("User::\"alice\"",)], "w": [(True,), (alice,)]})
+    eng.update(
+        insert={"v": [(1,), (True,), (alice,), ('User::"alice"',)], "w": [(True,), (alice,)]}
+    )
     assert eng.query("same") == {(True,), (alice,)}
     assert eng.contains("v", (1,)) and eng.contains("v", (True,))
     assert not eng.contains("w", (1,))
@@ -99,13 +103,18 @@ def test_values_bool_int_entity_are_kept_apart() -> None:
         ({"new": [("a",), ("a", "b")]}, ArityError, "arity 1"),
     ],
 )
-def test_bad_batch_is_rejected_whole(batch: dict[str, object], error: type[Exception], fragment: str) -> None:
+def test_bad_batch_is_rejected_whole(
+    batch: dict[str, object], error: type[Exception], fragment: str
+) -> None:
     eng = Engine(PATHS)
     eng.update(insert={"edge": [("a", "b")]})
     before = snapshot(eng)
     good = {"edge": [("b", "c")]}
     with pytest.raises(error) as info:
-        eng.update(insert={**good, **batch} if "edge" not in batch else batch, delete={"edge": [("a", "b")]})  # type: ignore[arg-type]
+        eng.update(
+            insert={**good, **batch} if "edge" not in batch else batch,
+            delete={"edge": [("a", "b")]},
+        )  # type: ignore[arg-type]
     assert fragment in str(info.value)
     assert snapshot(eng) == before
     assert eng.arity("new") is None
@@ -219,8 +228,10 @@ def test_replace_moves_asserted_facts_into_a_newly_derived_relation() -> None:
 
 
 def test_program_facts() -> None:
-    eng = Engine('implies("owner", "editor"). implies("editor", "viewer").\n'
-                 "imp(X, Z) :- implies(X, Z). imp(X, Z) :- imp(X, Y), implies(Y, Z).")
+    eng = Engine(
+        'implies("owner", "editor"). implies("editor", "viewer").\n'
+        "imp(X, Z) :- implies(X, Z). imp(X, Z) :- imp(X, Y), implies(Y, Z)."
+    )
     assert eng.query("imp") == {("owner", "editor"), ("editor", "viewer"), ("owner", "viewer")}
     assert eng.update(delete={"implies": [("owner", "editor")]}) == {}  # program facts stay
 

@@ -61,7 +61,10 @@ def test_each_anonymous_variable_is_distinct() -> None:
 
 def test_zero_arity_atoms() -> None:
     program = parse("maintenance. open :- !maintenance, flag().")
-    assert [str(r) for r in program.rules] == ["maintenance().", "open() :- !maintenance(), flag()."]
+    assert [str(r) for r in program.rules] == [
+        "maintenance().",
+        "open() :- !maintenance(), flag().",
+    ]
 
 
 def test_tokenizer_tracks_lines_through_block_comments() -> None:
@@ -80,7 +83,7 @@ def test_error_golden(path: Path) -> None:
 
 def test_rejects_non_string_and_oversized_source() -> None:
     with pytest.raises(DatalogSyntaxError):
-        parse(b"p(1)." )  # type: ignore[arg-type]
+        parse(b"p(1).")  # type: ignore[arg-type]
     with pytest.raises(DatalogSyntaxError, match="exceeds"):
         parse("p(1)." * 3_000_000)
 

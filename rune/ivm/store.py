@@ -35,35 +35,54 @@ def key_function(cols: tuple[int, ...]) -> Callable[[Row], Any]:
     return itemgetter(*cols)
 
 
+SMALL_GROUP = 8
+"""Index groups up to this size are tuples (48-120 bytes) rather than sets (216+ bytes)."""
+
+
 class Index:
-    """Rows of one relation grouped by the values of ``cols``."""
+    """Rows of one relation grouped by the values of ``cols``.
+
+    ``map[key]`` is an iterable of rows: a tuple while the group is small, a set beyond
+    :data:`SMALL_GROUP` rows. Most keys of an authorization workload (a document's folder, a
+    user's groups) have few rows, and a tuple is a fraction of a set's size.
+    """
 
     __slots__ = ("cols", "key", "map")
 
     def __init__(self, cols: tuple[int, ...], rows: Iterable[Row]) -> None:
         self.cols = cols
         self.key = key_function(cols)
-        self.map: dict[Any, set[Row]] = {}
+        self.map: dict[Any, tuple[Row, ...] | set[Row]] = {}
         self.add_many(rows)
 
     def add_many(self, rows: Iterable[Row]) -> None:
+        """Add rows that are not in the index yet."""
         key, groups = self.key, self.map
         for row in rows:
             k = key(row)
             group = groups.get(k)
             if group is None:
-                groups[k] = {row}
+                groups[k] = (row,)
+            elif type(group) is tuple:
+                groups[k] = group + (row,) if len(group) < SMALL_GROUP else {*group, row}
             else:
-                group.add(row)
+                group.add(row)  # type: ignore[union-attr]
 
     def remove_many(self, rows: Iterable[Row]) -> None:
+        """Remove rows that are in the index."""
         key, groups = self.key, self.map
         for row in rows:
             k = key(row)
             group = groups[k]
-            group.discard(row)
-            if not group:
-                del groups[k]
+            if type(group) is tuple:
+                if len(group) == 1:
+                    del groups[k]
+                else:
+                    groups[k] = tuple([r for r in group if r != row])
+            else:
+                group.discard(row)  # type: ignore[union-attr]
+                if not group:
+                    del groups[k]
 
 
 class Relation:

@@ -230,24 +230,29 @@ class Engine:
         new program, the error is raised and the old program stays active.
         """
         analysis = analyze(parse(source), on_demand)
-        facts = self._asserted_facts()
-        for name, (arity, _rows) in facts.items():
-            spec = analysis.relations.get(name)
+        old = self._mat
+        asserted = {  # relations the new program does not mention are kept only if non-empty
+            user: storage
+            for user, storage in self._asserted_relations().items()
+            if old.relations[storage].rows or user in analysis.relations
+        }
+        for user, storage in asserted.items():
+            spec = analysis.relations.get(user)
+            arity = old.relations[storage].arity
             if spec is not None and spec.arity != arity:
                 raise ArityError(
-                    f"relation {name} holds facts of arity {arity} but the new program uses "
+                    f"relation {user} holds facts of arity {arity} but the new program uses "
                     f"it with {spec.arity} argument(s)",
                     spec.line,
                     spec.column,
                 )
         mat = Materialization(analysis, self._dictionary)
-        for name, (arity, rows) in facts.items():
-            mat.relation(analysis.storage_for_facts(name), arity).insert(rows)
-        mat.materialize_all()
-        old = self._mat
+        moves = {storage: analysis.storage_for_facts(user) for user, storage in asserted.items()}
+        unchanged = mat.take_over(old, moves)
         changes: dict[str, Change] = {}
+        values = self._dictionary.values
         for name in {*old.user_relations(), *mat.user_relations()}:
-            if old.is_on_demand(name) or mat.is_on_demand(name):
+            if name in unchanged or old.is_on_demand(name) or mat.is_on_demand(name):
                 continue
             before = old.relations.get(name)
             after = mat.relations.get(name)
@@ -256,26 +261,23 @@ class Engine:
             added = after_rows - before_rows
             removed = before_rows - after_rows
             if added or removed:
-                changes[name] = Change._encoded(added, removed, self._dictionary.values)
+                changes[name] = Change._encoded(added, removed, values)
         self._mat = mat
-        self._arity = {n: a for n, (a, _) in facts.items() if analysis.relations.get(n) is None}
+        self._arity = {
+            user: mat.relations[moves[storage]].arity
+            for user, storage in asserted.items()
+            if analysis.relations.get(user) is None
+        }
         return changes
 
-    def _asserted_facts(self) -> dict[str, tuple[int, set[Row]]]:
-        """Facts given through ``update``, by user-facing relation name."""
-        out: dict[str, tuple[int, set[Row]]] = {}
-        for name, rel in self._mat.relations.items():
+    def _asserted_relations(self) -> dict[str, str]:
+        """User-facing relation -> the stored relation holding its asserted facts."""
+        out: dict[str, str] = {}
+        for name in self._mat.relations:
             if name.endswith("@base"):
-                user = name[: -len("@base")]
-            elif is_internal(name) or (
-                self._analysis.relations.get(name, None) is not None
-                and self._analysis.relations[name].derived
-            ):
-                continue
-            else:
-                user = name
-            if rel.rows:
-                out[user] = (rel.arity, set(rel.rows))
+                out[name[: -len("@base")]] = name
+            elif not is_internal(name) and name not in self._analysis.rules_by_head:
+                out[name] = name
         return out
 
     # -- reading ---------------------------------------------------------------------------------

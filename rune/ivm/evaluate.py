@@ -91,6 +91,23 @@ def _encode_constants(rule: Rule, dictionary: Dictionary) -> None:
                 dictionary.encode(term.value)
 
 
+def _literal_relation(lit: object) -> str | None:
+    if isinstance(lit, Negation):
+        return lit.atom.relation
+    return lit.relation if isinstance(lit, Atom) else None
+
+
+def _same_rows(rel: Relation, other: Relation | None) -> bool:
+    """Whether two stored relations hold the same rows (counts aside)."""
+    if other is None:
+        return not rel.rows
+    if len(rel.rows) != len(other.rows):
+        return False
+    a = rel.rows.keys() if isinstance(rel.rows, dict) else rel.rows
+    b = other.rows.keys() if isinstance(other.rows, dict) else other.rows
+    return a == b
+
+
 def _source_negated(plan: Plan) -> bool:
     assert plan.source is not None
     return isinstance(plan.rule.body[plan.source], Negation)
@@ -192,25 +209,80 @@ class Materialization:
 
     def materialize_all(self) -> None:
         """Compute every materialized derived relation from the base relations."""
+        for sp in self.strata:
+            self._materialize(sp)
+
+    def _materialize(self, sp: _StratumPlans) -> None:
+        """Compute one stratum from scratch (its relations must be empty)."""
         self._deltas = {}
         self._views = {}
-        for sp in self.strata:
-            if sp.stratum.recursive:
-                seeds: dict[str, set[Row]] = {r: set() for r in sp.stratum.relations}
-                for plan in sp.full:
-                    out: dict[Row, int] = {}
-                    self._run(plan, None, out)
-                    seeds[plan.rule.head.relation].update(out)
-                self._propagate(sp, seeds, {r: set() for r in sp.stratum.relations})
-            else:
-                name = sp.stratum.relations[0]
-                counts: dict[Row, int] = {}
-                for plan in sp.full:
-                    self._run(plan, None, counts)
-                rel = self.relations[name]
-                rel.insert(counts)
-                rel.rows.update(counts)
+        if sp.stratum.recursive:
+            seeds: dict[str, set[Row]] = {r: set() for r in sp.stratum.relations}
+            for plan in sp.full:
+                out: dict[Row, int] = {}
+                self._run(plan, None, out)
+                seeds[plan.rule.head.relation].update(out)
+            self._propagate(sp, seeds, {r: set() for r in sp.stratum.relations})
+        else:
+            counts: dict[Row, int] = {}
+            for plan in sp.full:
+                self._run(plan, None, counts)
+            rel = self.relations[sp.stratum.relations[0]]
+            rel.insert(counts)
+            rel.rows.update(counts)
         self._views = {}
+
+    def take_over(self, old: Materialization, asserted: dict[str, str]) -> set[str]:
+        """Become the materialization of a new program, reusing ``old``'s work.
+
+        ``asserted`` maps each relation of ``old`` holding asserted facts to the relation
+        that holds them under the new program; those relations are moved, not copied. A
+        stratum whose rules are unchanged and whose inputs have unchanged contents is moved
+        too; every other stratum is computed from scratch. ``old`` is unusable afterwards.
+        Returns the relations whose contents are the same as in ``old``.
+        """
+        unchanged: set[str] = set()
+        for old_name, new_name in asserted.items():
+            rel = old.relations[old_name]
+            rel.name = new_name
+            self.relations[new_name] = rel
+            if old_name == new_name:
+                unchanged.add(new_name)
+        for name, rel in self.relations.items():
+            if (
+                name in unchanged
+                or name in asserted.values()
+                or name in self.analysis.rules_by_head
+            ):
+                continue
+            if _same_rows(rel, old.relations.get(name)):  # a base relation empty in both
+                unchanged.add(name)
+        previous = {frozenset(sp.stratum.rules): sp for sp in old.strata}
+        for sp in self.strata:
+            own = sp.stratum.relations
+            prior = previous.get(frozenset(sp.stratum.rules))
+            inputs = {_literal_relation(lit) for rule in sp.stratum.rules for lit in rule.body}
+            inputs.discard(None)
+            if (
+                prior is not None
+                and prior.stratum.relations == own
+                and inputs - set(own) <= unchanged
+            ):
+                for r in own:
+                    self.relations[r] = old.relations[r]
+                    unchanged.add(r)
+                continue
+            self._materialize(sp)
+            unchanged.update(r for r in own if _same_rows(self.relations[r], old.relations.get(r)))
+        for sp in self.strata:
+            for plan in (
+                *sp.full,
+                *sp.lower,
+                *sp.internal,
+                *chain.from_iterable(sp.head_bound.values()),
+            ):
+                self._prepare_indexes(plan)
+        return unchanged
 
     # -- incremental -----------------------------------------------------------------------------
 

@@ -249,3 +249,29 @@ def test_stats_report_sizes() -> None:
     stats = eng.stats()
     assert stats["tuples"] == len(eng.query("edge")) + len(eng.query("path"))
     assert stats["bytes"] > 0 and stats["bytes_per_tuple"] > 0
+
+
+def test_replace_reuses_unchanged_strata_and_recomputes_the_rest() -> None:
+    eng = Engine(PATHS + 'far(X) :- path(X, _), !near(X).\nnear(X) :- edge(X, "b").')
+    eng.update(insert={"edge": [("a", "b"), ("b", "c"), ("c", "d")]})
+    path_rel = eng._mat.relations["path"]
+    changes = eng.replace(PATHS + 'far(X) :- path(X, _), !near(X).\nnear(X) :- edge(X, "c").')
+    assert eng._mat.relations["path"] is path_rel  # same rules, same inputs: moved, not rebuilt
+    assert changes["near"] == Change(frozenset({("b",)}), frozenset({("a",)}))
+    assert changes["far"] == Change(frozenset({("a",)}), frozenset({("b",)}))
+    assert "path" not in changes and "edge" not in changes
+    fresh = Engine(PATHS + 'far(X) :- path(X, _), !near(X).\nnear(X) :- edge(X, "c").')
+    fresh.update(insert={"edge": [("a", "b"), ("b", "c"), ("c", "d")]})
+    assert snapshot(eng) == snapshot(fresh)
+    eng.update(delete={"edge": [("b", "c")]})  # the moved relations keep being maintained
+    fresh.update(delete={"edge": [("b", "c")]})
+    assert snapshot(eng) == snapshot(fresh)
+
+
+def test_replace_forgets_relations_only_the_old_program_mentioned() -> None:
+    eng = Engine("p(X) :- q(X), r(X).")
+    eng.update(insert={"q": [(1,)]})
+    eng.replace("p(X) :- q(X).")
+    assert eng.query("p") == {(1,)}
+    with pytest.raises(UnknownRelationError):
+        eng.query("r")

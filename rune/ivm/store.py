@@ -64,7 +64,7 @@ class Index:
             if group is None:
                 groups[k] = (row,)
             elif type(group) is tuple:
-                groups[k] = group + (row,) if len(group) < SMALL_GROUP else {*group, row}
+                groups[k] = (*group, row) if len(group) < SMALL_GROUP else {*group, row}
             else:
                 group.add(row)  # type: ignore[union-attr]
 

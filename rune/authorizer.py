@@ -1,0 +1,315 @@
+"""``rune.Authorizer``: the embedded, in-process authorization engine.
+
+One object holds the Datalog views (``rune.ivm.Engine``), the Cedar entity store, the active
+policy bundle and the decision cache, and wires them together::
+
+    az = Authorizer()
+    az.load_bundle({"version": 1, "datalog": "...", "cedar": "..."})
+    az.apply({"op": "assert", "fact": ["member", alice, eng]})
+    az.check({"id": "r-1", "principal": ..., "action": ..., "resource": ..., "context": {}})
+
+Not thread-safe: use it from one thread (the streams layer drives it from one event loop).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from rune.errors import RuneError
+from rune.ivm.values import EntityRef
+from rune.policies import builtins as B
+from rune.policies.bundle import Bundle, compile_bundle, datalog_error, datalog_source
+from rune.policies.cache import CacheStats, DecisionCache
+from rune.policies.decide import Outcome, State, decide
+from rune.policies.entities import EntityStore
+from rune.policies.errors import EventError, RequestError, StaleBundleError
+from rune.policies.events import plan
+from rune.policies.lookup import MAX_CANDIDATES, Page, lookup
+from rune.policies.requests import CacheKey, Request, parse_request, read_id
+from rune.policies.slice import FragmentMemo
+from rune.policies.uids import parse_uid
+from rune.policies.views import Views
+
+__all__ = ["Authorizer"]
+
+EngineFactory = Callable[[str], Views]
+
+
+def _default_engine(source: str) -> Views:
+    from rune.ivm import Engine
+
+    engine: Views = Engine(source)
+    return engine
+
+
+class Authorizer:
+    """Embedded authorizer: bundles, fact/entity events, checks, reverse queries, cache."""
+
+    def __init__(
+        self,
+        *,
+        cache_entries: int = 100_000,
+        cache_bytes: int = 64 * 1024 * 1024,
+        max_lookup_candidates: int = MAX_CANDIDATES,
+        rule_reasons: bool = False,
+        engine_factory: EngineFactory | None = None,
+    ) -> None:
+        """``rule_reasons``: Datalog reasons name the deriving rule (``datalog:allow@3:1``),
+        at the cost of an ``Engine.explain`` per Datalog-determined decision."""
+        self._factory: EngineFactory = engine_factory or _default_engine
+        self._engine = self._factory(datalog_source(""))
+        self._store = EntityStore()
+        self._bundle: Bundle | None = None
+        self._cache: DecisionCache[CacheKey, Outcome] = DecisionCache(cache_entries, cache_bytes)
+        self._watermark: dict[str, dict[str, int]] = {}
+        self._max_candidates = max_lookup_candidates
+        self._rule_reasons = rule_reasons
+        self._memo = FragmentMemo()
+        self._state = self._make_state()
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def bundle(self) -> Bundle | None:
+        return self._bundle
+
+    @property
+    def policy_version(self) -> int | None:
+        return self._bundle.version if self._bundle is not None else None
+
+    @property
+    def engine(self) -> Views:
+        """The live Datalog views (read them; change them only through ``apply``)."""
+        return self._engine
+
+    @property
+    def watermark(self) -> dict[str, dict[str, int]]:
+        """Applied positions ``{topic: {partition: offset}}``, copied into every decision."""
+        return {t: dict(p) for t, p in self._watermark.items()}
+
+    def advance_watermark(self, topic: str, partition: int | str, offset: int) -> None:
+        """Record that events up to ``offset`` of ``topic``/``partition`` have been applied."""
+        parts = self._watermark.setdefault(topic, {})
+        key = str(partition)
+        if offset > parts.get(key, -1):
+            parts[key] = offset
+
+    def cache_stats(self) -> CacheStats:
+        return self._cache.stats()
+
+    def _make_state(self) -> State:
+        rels = self._engine.relations()
+        return State(
+            self._bundle,
+            self._engine,
+            self._store,
+            B.ALLOW in rels,
+            B.DENY in rels,
+            self._memo,
+            self._rule_reasons,
+        )
+
+    def _invalidate(self) -> None:
+        """Something a decision may read changed: forget cached decisions and fragments."""
+        self._cache.invalidate()
+        self._memo.clear()
+
+    # -- bundles ------------------------------------------------------------------------
+
+    def load_bundle(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and activate a bundle of a higher version, atomically.
+
+        Raises :class:`~rune.policies.errors.BundleError` (the active bundle stays) when the
+        bundle is invalid, :class:`~rune.policies.errors.StaleBundleError` when its version is
+        not higher than the active one. Returns a report with the relations that changed.
+        """
+        active = self.policy_version
+        version = bundle.get("version") if isinstance(bundle, Mapping) else None
+        if active is not None and isinstance(version, int) and version <= active:
+            raise StaleBundleError(
+                f"version {version} is not higher than the active version {active}", "version"
+            )
+        compiled = compile_bundle(
+            dict(bundle) if isinstance(bundle, Mapping) else bundle, self._factory
+        )
+        try:
+            changes = self._engine.replace(datalog_source(compiled.datalog))
+        except RuneError as exc:
+            raise datalog_error(exc, compiled.datalog) from None
+        self._bundle = compiled
+        self._state = self._make_state()
+        self._invalidate()
+        return {
+            "version": compiled.version,
+            "previous_version": active,
+            "cedar_policies": len(compiled.policies),
+            "changes": {
+                rel: {"added": len(ch.added), "removed": len(ch.removed)}
+                for rel, ch in changes.items()
+            },
+        }
+
+    # -- events -------------------------------------------------------------------------
+
+    def apply(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Apply one fact or entity event; returns the engine's changes (relation -> Change)."""
+        return self._apply([event], prefix="")
+
+    def apply_batch(self, events: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
+        """Apply events all-or-nothing in one engine update (later events win on a key)."""
+        return self._apply(list(events), prefix="events")
+
+    def _apply(self, events: Sequence[object], prefix: str) -> Mapping[str, Any]:
+        schema = self._bundle.schema if self._bundle is not None else None
+        p = plan(events, self._store, schema, prefix, self._engine.arity)
+        if p.empty:
+            return {}
+        try:
+            changes = self._engine.update(insert=p.insert, delete=p.delete)
+        except RuneError as exc:
+            raise EventError(f"the engine rejected the batch: {exc}", prefix) from None
+        for uid, entity in p.entities.items():
+            if entity is None:
+                self._store.remove(uid)
+            else:
+                self._store.put(entity)
+        if changes or p.entities:
+            self._invalidate()
+        state = self._state
+        if (B.ALLOW in changes and not state.has_allow) or (
+            B.DENY in changes and not state.has_deny
+        ):
+            self._state = self._make_state()  # allow/deny first appeared as base facts
+        return changes
+
+    # -- decisions ----------------------------------------------------------------------
+
+    def check(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Decide one request; never raises on bad input (deny with an ``error`` field)."""
+        start = time.perf_counter_ns()
+        try:
+            req = parse_request(request)
+        except RequestError as exc:
+            return self._bad(request, exc, start)
+        if req.explain:
+            return self._decision(req.id, decide([req], self._state)[0], start)
+        cache = self._cache
+        outcome = cache.get(req.key)
+        if outcome is None:
+            outcome = decide([req], self._state)[0]
+            if cache.max_entries:
+                cache.put(req.key, outcome, outcome.size() + len(req.key[3]))
+        return self._decision(req.id, outcome, start)
+
+    def check_batch(self, requests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Decide requests in order; misses share one Cedar call over a union slice."""
+        start = time.perf_counter_ns()
+        raws = list(requests)
+        out: list[dict[str, Any] | None] = [None] * len(raws)
+        todo: list[tuple[int, Request]] = []
+        cache = self._cache
+        for i, raw in enumerate(raws):
+            try:
+                req = parse_request(raw)
+            except RequestError as exc:
+                out[i] = self._bad(raw, exc, start)
+                continue
+            if not req.explain:
+                hit = cache.get(req.key)
+                if hit is not None:
+                    out[i] = self._decision(req.id, hit, start)
+                    continue
+            todo.append((i, req))
+        if todo:
+            outcomes = decide([r for _, r in todo], self._state)
+            for (i, req), outcome in zip(todo, outcomes, strict=True):
+                if not req.explain:
+                    cache.put(req.key, outcome, outcome.size() + len(req.key[3]))
+                out[i] = self._decision(req.id, outcome, start)
+        return [d for d in out if d is not None]
+
+    def _decision(self, rid: str | None, outcome: Outcome, start: int) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": rid,
+            "decision": "allow" if outcome.allowed else "deny",
+            "reasons": list(outcome.reasons),
+            "errors": list(outcome.errors),
+            "policy_version": self.policy_version,
+            "watermark": {t: dict(p) for t, p in self._watermark.items()}
+            if self._watermark
+            else {},
+            "latency_us": (time.perf_counter_ns() - start) // 1000,
+        }
+        if outcome.error is not None:
+            d["error"] = outcome.error
+        if outcome.explanation is not None:
+            d["explanation"] = outcome.explanation
+        return d
+
+    def _bad(self, raw: object, exc: RequestError, start: int) -> dict[str, Any]:
+        return self._decision(read_id(raw), Outcome(False, (), (), str(exc)), start)
+
+    # -- reverse queries ---------------------------------------------------------------
+
+    def lookup_resources(
+        self,
+        principal: Mapping[str, Any],
+        action: Mapping[str, Any],
+        resource_type: str,
+        cursor: str | None = None,
+        limit: int = 100,
+        context: Mapping[str, Any] | None = None,
+    ) -> Page:
+        """Resources of ``resource_type`` that ``principal`` may ``action`` (one page)."""
+        p = parse_uid(principal, "principal", RequestError)
+        a = parse_uid(action, "action", RequestError)
+        return self._lookup(p, a, resource_type, True, cursor, limit, context)
+
+    def lookup_subjects(
+        self,
+        resource: Mapping[str, Any],
+        action: Mapping[str, Any],
+        principal_type: str,
+        cursor: str | None = None,
+        limit: int = 100,
+        context: Mapping[str, Any] | None = None,
+    ) -> Page:
+        """Principals of ``principal_type`` that may ``action`` on ``resource`` (one page)."""
+        r = parse_uid(resource, "resource", RequestError)
+        a = parse_uid(action, "action", RequestError)
+        return self._lookup(r, a, principal_type, False, cursor, limit, context)
+
+    def _lookup(
+        self,
+        fixed: EntityRef,
+        action: EntityRef,
+        free_type: str,
+        free_is_resource: bool,
+        cursor: str | None,
+        limit: int,
+        context: Mapping[str, Any] | None,
+    ) -> Page:
+        if not isinstance(free_type, str) or not free_type:
+            raise RequestError("entity type must be a non-empty string", "type")
+        state = self._state
+        return lookup(
+            state,
+            lambda reqs: decide(reqs, state),
+            fixed,
+            action,
+            free_type,
+            free_is_resource=free_is_resource,
+            context=dict(context or {}),
+            cursor=cursor,
+            limit=limit,
+            max_candidates=self._max_candidates,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "policy_version": self.policy_version,
+            "entities": len(self._store),
+            "cache": self._cache.stats().to_json(),
+        }

@@ -1,0 +1,172 @@
+"""Policy bundles: ``{"version", "datalog", "cedar", "schema"?}`` compiled once, swapped whole.
+
+Cedar policies are parsed once into a reusable ``cedarpy.PolicySet`` (``cedar`` is Cedar text,
+or Cedar's JSON policy format as an object); the schema (Cedar or JSON schema syntax, or an
+object) into a ``cedarpy.Schema``; with a schema the policies are validated. The Datalog text is
+checked by compiling it (with the built-in rules appended) on an empty engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import cedarpy
+import orjson
+
+from rune.errors import RuneError
+from rune.ivm.errors import DatalogError
+from rune.ivm.values import EntityRef
+from rune.policies import builtins as B
+from rune.policies.cedartext import PolicyInfo, locate_parse_error, policy_info
+from rune.policies.errors import BundleError
+from rune.policies.uids import kind
+from rune.policies.views import Views
+
+__all__ = ["MAX_BUNDLE_CHARS", "Bundle", "compile_bundle", "datalog_source"]
+
+MAX_BUNDLE_CHARS: Final = 16 * 1024 * 1024
+_FIELDS: Final = frozenset({"version", "datalog", "cedar", "schema", "name", "description"})
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    version: int
+    datalog: str
+    cedar: str | dict[str, object]
+    schema_source: str | dict[str, object] | None
+    policies: cedarpy.PolicySet = field(repr=False)
+    schema: cedarpy.Schema | None = field(repr=False)
+    info: dict[str, PolicyInfo] = field(repr=False)
+    literals: frozenset[EntityRef] = field(repr=False)
+    """Entity literals of the policies (always part of a Cedar entity slice)."""
+
+    @property
+    def has_cedar(self) -> bool:
+        return len(self.policies) > 0
+
+    @property
+    def needs_cedar(self) -> bool:
+        """Cedar runs on a request when there are policies or a schema to check it against."""
+        return len(self.policies) > 0 or self.schema is not None
+
+    @property
+    def has_forbid(self) -> bool:
+        return any(p.effect == "forbid" and not p.is_template for p in self.info.values())
+
+
+def datalog_source(user: str) -> str:
+    """The program the engine runs: the bundle's rules, then the built-in rules."""
+    return user + "\n" + B.BUILTIN_RULES
+
+
+def compile_bundle(raw: object, compile_datalog: Callable[[str], Views]) -> Bundle:
+    """Validate a raw bundle; raise :class:`BundleError` with the policy id or line:column."""
+    if not isinstance(raw, dict):
+        raise BundleError(f"a bundle is an object, got {kind(raw)}")
+    extra = set(raw) - _FIELDS
+    if extra:
+        raise BundleError(f"unknown field {sorted(extra)[0]!r}", sorted(extra)[0])
+    version = raw.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise BundleError(f"'version' must be a non-negative integer, got {version!r}", "version")
+    datalog = raw.get("datalog", "")
+    if not isinstance(datalog, str):
+        raise BundleError(f"'datalog' must be a string, got {kind(datalog)}", "datalog")
+    cedar = raw.get("cedar", "")
+    if not isinstance(cedar, str | dict):
+        raise BundleError(f"'cedar' must be a string or an object, got {kind(cedar)}", "cedar")
+    schema_src = raw.get("schema")
+    if schema_src is not None and not isinstance(schema_src, str | dict):
+        raise BundleError(
+            f"'schema' must be a string or an object, got {kind(schema_src)}", "schema"
+        )
+    if len(datalog) + (len(cedar) if isinstance(cedar, str) else 0) > MAX_BUNDLE_CHARS:
+        raise BundleError(f"bundle larger than {MAX_BUNDLE_CHARS} characters")
+
+    schema = _schema(schema_src)
+    policies, est = _policies(cedar)
+    if schema is not None:
+        _validate(cedar, est, schema)
+    info, literals = policy_info(est)
+    _check_datalog(datalog, compile_datalog)
+    return Bundle(version, datalog, cedar, schema_src, policies, schema, info, frozenset(literals))
+
+
+def _schema(src: str | dict[str, object] | None) -> cedarpy.Schema | None:
+    if src is None:
+        return None
+    try:
+        if isinstance(src, dict):
+            return cedarpy.Schema.from_json_str(orjson.dumps(src).decode())
+        if src.lstrip().startswith("{"):
+            return cedarpy.Schema.from_json_str(src)
+        return cedarpy.Schema.from_str(src)
+    except ValueError as exc:
+        raise BundleError(f"Cedar schema does not parse: {exc}", "schema") from None
+
+
+def _policies(cedar: str | dict[str, object]) -> tuple[cedarpy.PolicySet, dict[str, object]]:
+    if isinstance(cedar, dict):
+        text = orjson.dumps(cedar).decode()
+        try:
+            return cedarpy.PolicySet.from_json_str(text), cedar
+        except ValueError as exc:
+            raise BundleError(f"Cedar JSON policy set does not parse: {exc}", "cedar") from None
+    try:
+        policies = cedarpy.PolicySet.from_str(cedar)
+    except ValueError as exc:
+        where = locate_parse_error(cedar)
+        if where is not None:
+            raise BundleError(f"Cedar policy does not parse: {where[1]}", where[0]) from None
+        raise BundleError(f"Cedar policies do not parse: {exc}", "cedar") from None
+    est = orjson.loads(cedarpy.policies_to_json_str(cedar)) if len(cedar.strip()) else {}
+    return policies, est
+
+
+def _validate(
+    cedar: str | dict[str, object], est: dict[str, object], schema: cedarpy.Schema
+) -> None:
+    if isinstance(cedar, str):
+        result = cedarpy.validate_policies(cedar, schema)
+        if not result.validation_passed:
+            first = result.errors[0]
+            more = f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""
+            raise BundleError(first.error + more, f"cedar:{first.policy_id}")
+        return
+    for section in ("staticPolicies", "templates"):
+        policies = est.get(section) or {}
+        assert isinstance(policies, dict)
+        for pid, body in policies.items():
+            single: dict[str, object] = {"staticPolicies": {}, "templates": {}, "templateLinks": []}
+            single[section] = {"policy0": body}
+            text = cedarpy.policies_from_json_str(orjson.dumps(single).decode())
+            result = cedarpy.validate_policies(text, schema)
+            if not result.validation_passed:
+                raise BundleError(result.errors[0].error, f"cedar:{pid}")
+
+
+def _check_datalog(datalog: str, compile_datalog: Callable[[str], Views]) -> None:
+    try:
+        engine = compile_datalog(datalog_source(datalog))
+    except DatalogError as exc:
+        raise datalog_error(exc, datalog) from None
+    for rel in (B.ALLOW, B.DENY):
+        arity = engine.arity(rel)
+        if arity is not None and arity != 3:
+            raise BundleError(
+                f"{rel!r} must have three arguments (principal, action, resource), not {arity}",
+                "datalog",
+            )
+
+
+def datalog_error(exc: RuneError, datalog: str) -> BundleError:
+    """A :class:`BundleError` for an engine error, located in the bundle's Datalog text."""
+    if not isinstance(exc, DatalogError):
+        return BundleError(str(exc), "datalog")
+    user_lines = datalog.count("\n") + 1
+    if exc.line and exc.line > user_lines:
+        return BundleError(f"conflicts with RUNE's built-in relations ({exc.message})", "datalog")
+    where = f"datalog {exc.line}:{exc.column}" if exc.line else "datalog"
+    return BundleError(exc.message, where)

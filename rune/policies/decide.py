@@ -1,0 +1,224 @@
+"""The decision function (DESIGN.md §2).
+
+    allow = (a Cedar permit applies  or  Datalog derives allow(P, A, R))
+            and not (a Cedar forbid applies  or  Datalog derives deny(P, A, R))
+
+Nothing applies: deny. Cedar runs on an entity slice of the live views; its evaluation errors
+follow Cedar's semantics (an erroring policy does not apply) and are listed in ``errors``. When
+Cedar cannot evaluate at all (the slice violates the schema, a hierarchy cycle), the decision is
+deny with Cedar's message in ``errors`` (fail closed, even if Datalog allows).
+``reasons`` are the determining Cedar policy ids as Cedar reports them (sorted), then
+``datalog:allow`` or ``datalog:deny`` when the Datalog relation holds (with
+``rule_reasons``: ``datalog:allow@line:column`` of the rule that derived it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cedarpy
+
+from rune.ivm.values import EntityRef
+from rune.policies import builtins as B
+from rune.policies.bundle import Bundle
+from rune.policies.cedartext import PolicyInfo
+from rune.policies.entities import EntityStore
+from rune.policies.errors import RequestError
+from rune.policies.requests import Request
+from rune.policies.slice import FragmentMemo, Slice
+from rune.policies.uids import uid_json
+from rune.policies.views import Views
+
+__all__ = ["DATALOG_ALLOW", "DATALOG_DENY", "Outcome", "State", "decide"]
+
+DATALOG_ALLOW: Final = "datalog:allow"
+DATALOG_DENY: Final = "datalog:deny"
+_BAD_REQUEST: Final = "failed to build request"
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """What a decision reads: the active bundle, the views and the entity store."""
+
+    bundle: Bundle | None
+    views: Views
+    store: EntityStore
+    has_allow: bool
+    has_deny: bool
+    memo: FragmentMemo
+    rule_reasons: bool = False
+    """Name the deriving rule in Datalog reasons (``datalog:allow@3:1``); costs an explain."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    allowed: bool
+    reasons: tuple[str, ...]
+    errors: tuple[str, ...]
+    error: str | None = None
+    """Set when the request could not be evaluated (schema violation, slice too large)."""
+    explanation: dict[str, Any] | None = None
+
+    def size(self) -> int:
+        return sum(len(s) for s in self.reasons) + sum(len(s) for s in self.errors) + 64
+
+
+@dataclass(slots=True)
+class _Cedar:
+    evaluated: bool = False
+    decision: str | None = None
+    reasons: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    annotations: dict[str, str] | None = None
+    error: str | None = None
+    slice_size: int = 0
+
+
+_NO_CEDAR: Final = _Cedar()
+
+
+def decide(requests: Sequence[Request], state: State) -> list[Outcome]:
+    """Decide a batch (one Cedar call over the union of the requests' slices)."""
+    cedar = _cedar(requests, state)
+    return [_combine(req, c, state) for req, c in zip(requests, cedar, strict=True)]
+
+
+def _cedar(requests: Sequence[Request], state: State) -> list[_Cedar]:
+    bundle = state.bundle
+    if bundle is None or not bundle.needs_cedar:
+        return [_NO_CEDAR] * len(requests)
+    out = _cedar_union(requests, state, bundle)
+    if len(requests) > 1 and any(c.decision is None and c.error is None for c in out):
+        # Cedar rejected the union slice's entities: an entity one request pulled in must not
+        # fail the others, so decide each request on its own slice.
+        return [_cedar_union([r], state, bundle)[0] for r in requests]
+    return out
+
+
+def _cedar_union(requests: Sequence[Request], state: State, bundle: Bundle) -> list[_Cedar]:
+    sl = Slice(state.store, state.views, state.memo)
+    out: list[_Cedar] = []
+    try:
+        for req in requests:
+            sl.add((req.principal, req.action, req.resource))
+            if req.context_refs:
+                sl.add(req.context_refs)
+        sl.add(bundle.literals)
+    except RequestError as exc:
+        return [_Cedar(error=str(exc)) for _ in requests]
+    cedar_requests = [
+        {
+            "principal": uid_json(r.principal),
+            "action": uid_json(r.action),
+            "resource": uid_json(r.resource),
+            "context": r.context,
+        }
+        for r in requests
+    ]
+    results = cedarpy.is_authorized_batch(
+        cedar_requests, bundle.policies, sl.to_json(), schema=bundle.schema
+    )
+    size = len(sl)
+    for res in results:
+        diag = res.diagnostics
+        if res.decision is cedarpy.Decision.NoDecision:
+            errors = tuple(sorted(diag.errors))
+            bad = next((e for e in errors if e.startswith(_BAD_REQUEST)), None)
+            out.append(_Cedar(True, None, (), () if bad else errors, None, bad, size))
+        else:
+            out.append(
+                _Cedar(
+                    True,
+                    res.decision.value,
+                    tuple(sorted(diag.reasons)),
+                    tuple(sorted(diag.errors)),
+                    dict(diag.id_annotations_by_reason),
+                    None,
+                    size,
+                )
+            )
+    return out
+
+
+def _combine(req: Request, cedar: _Cedar, state: State) -> Outcome:
+    if cedar.error is not None:
+        explanation = {"error": cedar.error} if req.explain else None
+        return Outcome(False, (), cedar.errors, cedar.error, explanation)
+    row = (req.principal, req.action, req.resource)
+    dl_allow = state.has_allow and state.views.contains(B.ALLOW, row)
+    dl_deny = state.has_deny and state.views.contains(B.DENY, row)
+    permit = cedar.decision == "Allow"
+    forbid = cedar.decision == "Deny" and bool(cedar.reasons)
+    failed = cedar.evaluated and cedar.decision is None  # Cedar could not evaluate: fail closed
+    allowed = (permit or dl_allow) and not (forbid or dl_deny or failed)
+    if allowed:
+        dl = (_dl_reason(state, B.ALLOW, row),) if dl_allow else ()
+        reasons = (cedar.reasons if permit else ()) + dl
+    else:
+        dl = (_dl_reason(state, B.DENY, row),) if dl_deny else ()
+        reasons = (cedar.reasons if forbid else ()) + dl
+    explanation = _explain(req, cedar, state, dl_allow, dl_deny) if req.explain else None
+    return Outcome(allowed, reasons, cedar.errors, None, explanation)
+
+
+def _dl_reason(state: State, relation: str, row: tuple[EntityRef, ...]) -> str:
+    base = DATALOG_ALLOW if relation == B.ALLOW else DATALOG_DENY
+    if not state.rule_reasons:
+        return base
+    derivation = state.views.explain(relation, row)
+    line = getattr(derivation, "line", 0)
+    return f"{base}@{line}:{getattr(derivation, 'column', 0)}" if line else base
+
+
+def _explain(
+    req: Request, cedar: _Cedar, state: State, dl_allow: bool, dl_deny: bool
+) -> dict[str, Any]:
+    bundle = state.bundle
+    row = (req.principal, req.action, req.resource)
+    info = bundle.info if bundle is not None else {}
+    cedar_part: dict[str, Any] = {"evaluated": cedar.evaluated}
+    if cedar.evaluated:
+        applied = [_policy(pid, info, cedar.annotations) for pid in cedar.reasons]
+        effect = "permit" if cedar.decision == "Allow" else "forbid"
+        cedar_part.update(
+            {
+                "decision": cedar.decision,
+                "determining": applied,
+                "errors": list(cedar.errors),
+                "slice_entities": cedar.slice_size,
+            }
+        )
+        if not cedar.reasons and cedar.decision is not None:
+            cedar_part["not_applicable"] = sorted(
+                pid for pid, p in info.items() if not p.is_template
+            )
+        elif cedar.reasons:
+            cedar_part["effect"] = effect
+    datalog: dict[str, Any] = {}
+    for rel, present, defined in (
+        (B.ALLOW, dl_allow, state.has_allow),
+        (B.DENY, dl_deny, state.has_deny),
+    ):
+        if not defined:
+            datalog[rel] = {"defined": False}
+            continue
+        result = state.views.explain(rel, row)
+        body = result.to_json() if hasattr(result, "to_json") else str(result)
+        datalog[rel] = {"holds": present, "explanation": body}
+    return {
+        "rule": "allow = (cedar permit or datalog allow) and not (cedar forbid or datalog deny)",
+        "cedar": cedar_part,
+        "datalog": datalog,
+    }
+
+
+def _policy(
+    pid: str, info: dict[str, PolicyInfo], annotations: dict[str, str] | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": pid, "effect": info[pid].effect if pid in info else None}
+    annotation = (annotations or {}).get(pid)
+    if annotation is not None:
+        out["annotation_id"] = annotation
+    return out

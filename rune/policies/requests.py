@@ -1,0 +1,108 @@
+"""Authorization requests of contract v1: validation and the cache key.
+
+Limits: request ``id`` at most :data:`MAX_REQUEST_ID_CHARS` characters; entity types and ids at
+most 1024; ``context`` an object nested at most :data:`MAX_CONTEXT_DEPTH` levels with at most
+:data:`MAX_CONTEXT_NODES` JSON nodes. Unknown fields are errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+import orjson
+
+from rune.ivm.values import EntityRef
+from rune.policies.cedarjson import check_value
+from rune.policies.errors import RequestError
+from rune.policies.uids import kind, parse_uid
+
+__all__ = [
+    "MAX_CONTEXT_DEPTH",
+    "MAX_CONTEXT_NODES",
+    "MAX_REQUEST_ID_CHARS",
+    "Request",
+    "parse_request",
+    "read_id",
+]
+
+MAX_REQUEST_ID_CHARS: Final = 256
+MAX_CONTEXT_DEPTH: Final = 16
+MAX_CONTEXT_NODES: Final = 10_000
+_FIELDS: Final = frozenset(
+    {"id", "principal", "action", "resource", "context", "consistency", "explain", "tenant", "ts"}
+)
+
+_MISSING: Final = object()
+
+CacheKey = tuple[EntityRef, EntityRef, EntityRef, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: str
+    principal: EntityRef
+    action: EntityRef
+    resource: EntityRef
+    context: dict[str, object]
+    explain: bool
+    context_refs: frozenset[EntityRef] = field(repr=False)
+    key: CacheKey = field(repr=False)
+    """Everything the decision depends on besides the views: principal, action, resource and
+    the context in canonical JSON (``id`` and ``explain`` are not part of it)."""
+
+
+def read_id(raw: object) -> str | None:
+    """The request id if it can be read (a string within the size limit), else None."""
+    if isinstance(raw, dict):
+        rid = raw.get("id")
+        if isinstance(rid, str) and len(rid) <= MAX_REQUEST_ID_CHARS:
+            return rid
+    return None
+
+
+def parse_request(raw: object) -> Request:
+    """Validate a request; raise :class:`RequestError` naming the bad field."""
+    if not isinstance(raw, dict):
+        raise RequestError(f"a request is an object, got {kind(raw)}")
+    for name in raw:
+        if name not in _FIELDS:
+            extra = sorted(k for k in raw if k not in _FIELDS)
+            raise RequestError(f"unknown field {extra[0]!r}", extra[0])
+    rid = raw.get("id")
+    if not isinstance(rid, str):
+        raise RequestError(f"'id' must be a string, got {kind(rid)}", "id")
+    if len(rid) > MAX_REQUEST_ID_CHARS:
+        raise RequestError(f"'id' longer than {MAX_REQUEST_ID_CHARS} characters", "id")
+    parts = []
+    for name in ("principal", "action", "resource"):
+        obj = raw.get(name, _MISSING)
+        if obj is _MISSING:
+            raise RequestError(f"missing {name!r}", name)
+        parts.append(parse_uid(obj, name, RequestError))
+    context = raw.get("context")
+    if (not context and context is not None and type(context) is dict) or context is None:
+        context = {}
+    if not isinstance(context, dict):
+        raise RequestError(f"'context' must be an object, got {kind(context)}", "context")
+    refs: set[EntityRef] = set()
+    if context:
+        check_value(
+            context,
+            "context",
+            RequestError,
+            refs,
+            max_depth=MAX_CONTEXT_DEPTH,
+            budget=MAX_CONTEXT_NODES,
+        )
+    explain = raw.get("explain", False)
+    if not isinstance(explain, bool):
+        raise RequestError(f"'explain' must be a boolean, got {kind(explain)}", "explain")
+    consistency = raw.get("consistency")
+    if consistency is not None and not isinstance(consistency, dict):
+        raise RequestError(
+            f"'consistency' must be an object, got {kind(consistency)}", "consistency"
+        )
+    canon = orjson.dumps(context, option=orjson.OPT_SORT_KEYS) if context else b""
+    p, a, r = parts
+    return Request(rid, p, a, r, context, explain, frozenset(refs), (p, a, r, canon))

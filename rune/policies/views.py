@@ -1,0 +1,40 @@
+"""The slice of ``rune.ivm.Engine``'s API the decision layer uses (typed as a Protocol)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from rune.ivm.values import Value
+
+__all__ = ["ChangeLike", "Views"]
+
+
+class ChangeLike(Protocol):
+    @property
+    def added(self) -> frozenset[tuple[Value, ...]]: ...
+
+    @property
+    def removed(self) -> frozenset[tuple[Value, ...]]: ...
+
+
+class Views(Protocol):
+    def update(
+        self,
+        insert: Mapping[str, Iterable[tuple[Value, ...]]] | None = ...,
+        delete: Mapping[str, Iterable[tuple[Value, ...]]] | None = ...,
+    ) -> Mapping[str, Any]: ...
+
+    def replace(self, source: str) -> Mapping[str, Any]: ...
+
+    def contains(self, relation: str, row: tuple[Value, ...]) -> bool: ...
+
+    def lookup(
+        self, relation: str, pattern: tuple[Value | None, ...]
+    ) -> Iterator[tuple[Value, ...]]: ...
+
+    def explain(self, relation: str, row: tuple[Value, ...]) -> Any: ...
+
+    def arity(self, relation: str) -> int | None: ...
+
+    def relations(self) -> Mapping[str, Any]: ...

@@ -1,37 +1,32 @@
 """The ``rune`` command line.
 
-``rune run`` runs the main job on its embedded default: no Kafka, an in-process pipeline fed
-from files (a policy bundle, fact/entity events as JSONL, requests as JSONL) writing one
-decision per request as JSONL. Without arguments it runs the bundled example in
+``rune run --kafka HOST:PORT`` runs the streaming service on Kafka. Without ``--kafka`` the
+same service runs on its embedded default: an in-process log fed from files (a policy bundle,
+fact/entity events as JSONL, requests as JSONL) writing one decision per request as JSONL, and
+exits once every request is answered. Without arguments it runs the bundled example in
 ``rune/examples/drive``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import Iterator
 from importlib import metadata, resources
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import click
 import orjson
+from pydantic import ValidationError
 
-from rune.authorizer import Authorizer
+from rune.connectors.base import Outgoing
+from rune.connectors.files import FileLog
 from rune.errors import RuneError
+from rune.streams.app import Service
+from rune.streams.keys import event_key
+from rune.streams.settings import Settings, Topics, load_settings
 
 EXAMPLE = resources.files("rune") / "examples" / "drive"
-
-
-def _read_jsonl(stream: IO[bytes], name: str) -> Iterator[tuple[int, Any]]:
-    """``(line number, parsed value)``; a line that is not JSON is reported, not fatal."""
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            click.echo(f"{name}:{number}: invalid JSON: {exc}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,93 +36,172 @@ def main() -> None:
 
 @main.command()
 @click.option(
+    "--kafka",
+    metavar="HOST:PORT",
+    default=None,
+    help="Kafka bootstrap address (env RUNE_KAFKA). Without it: the embedded log over files.",
+)
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML settings file (see docs/streaming.md).",
+)
+@click.option("--group-id", default=None, help="Consumer group of the request topic.")
+@click.option(
+    "--topic",
+    "topic_overrides",
+    multiple=True,
+    metavar="ROLE=NAME",
+    help="Topic name, e.g. facts=my.facts (roles: facts policies requests decisions changes dlq).",
+)
+@click.option("--token-wait", type=float, default=None, help="Seconds a token may be waited for.")
+@click.option(
+    "--changefeed",
+    "changefeed_relations",
+    multiple=True,
+    metavar="RELATION",
+    help="Publish changes of this derived relation to the changes topic (repeatable).",
+)
+@click.option(
     "--bundle",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Policy bundle JSON (version, datalog, cedar, schema). Default: the example.",
+    help="Embedded: policy bundle JSON (version, datalog, cedar, schema). Default: the example.",
 )
 @click.option(
     "--events",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Fact and entity events, one JSON object per line. Default: the example.",
+    help="Embedded: fact and entity events, one JSON object per line. Default: the example.",
 )
 @click.option(
     "--requests",
     "requests_path",
     type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
-    help="Authorization requests as JSONL ('-' for stdin). Default: the example.",
+    help="Embedded: authorization requests as JSONL ('-' for stdin). Default: the example.",
 )
 @click.option(
     "--decisions",
     type=click.File("wb"),
     default="-",
     show_default=True,
-    help="Where decisions go, as JSONL.",
+    help="Embedded: where decisions go, as JSONL.",
 )
-@click.option("--batch-size", default=500, show_default=True, help="Events applied per batch.")
+@click.option("--batch-size", type=int, default=None, help="Events applied per batch.")
 def run(
+    kafka: str | None,
+    config: Path | None,
+    group_id: str | None,
+    topic_overrides: tuple[str, ...],
+    token_wait: float | None,
+    changefeed_relations: tuple[str, ...],
     bundle: Path | None,
     events: Path | None,
     requests_path: Path | None,
     decisions: IO[bytes],
-    batch_size: int,
+    batch_size: int | None,
 ) -> None:
-    """Run the authorizer on its embedded default (no Kafka): bundle + events -> decisions."""
-    az = Authorizer()
-    bundle_text = bundle.read_bytes() if bundle else (EXAMPLE / "bundle.json").read_bytes()
+    """Run the service: on Kafka with --kafka, else on the embedded log fed from files."""
     try:
-        az.load_bundle(orjson.loads(bundle_text))
-    except (orjson.JSONDecodeError, RuneError) as exc:
-        raise click.ClickException(f"bundle rejected: {exc}") from exc
+        settings = load_settings(
+            config,
+            kafka=kafka,
+            group_id=group_id,
+            token_wait_s=token_wait,
+            ingest_batch=batch_size,
+            changefeed_relations=changefeed_relations or None,
+        )
+        if topic_overrides:
+            names = settings.topics.model_dump()
+            for item in topic_overrides:
+                role, _, name = item.partition("=")
+                if role not in names or not name:
+                    raise click.BadParameter(
+                        f"expected ROLE=NAME, got {item!r}", param_hint="--topic"
+                    )
+                names[role] = name
+            settings = Settings.model_validate(
+                {**settings.model_dump(), "topics": Topics.model_validate(names)}
+            )
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+    if settings.kafka:
+        _run_kafka(settings)
+    else:
+        _run_embedded(settings, bundle, events, requests_path, decisions)
 
-    applied = rejected = 0
-    with events.open("rb") if events else (EXAMPLE / "events.jsonl").open("rb") as stream:
-        batch: list[tuple[int, Any]] = []
-        for item in _read_jsonl(stream, str(events or "events.jsonl")):
-            batch.append(item)
-            if len(batch) >= batch_size:
-                a, r = _apply(az, batch, str(events or "events.jsonl"))
-                applied, rejected, batch = applied + a, rejected + r, []
-        a, r = _apply(az, batch, str(events or "events.jsonl"))
-        applied, rejected = applied + a, rejected + r
+
+def _notice(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _run_kafka(settings: Settings) -> None:
+    from rune.connectors.kafka import KafkaLog
+
+    assert settings.kafka is not None
+    log = KafkaLog(
+        settings.kafka, client_id=settings.client_id, isolation_level=settings.isolation_level
+    )
+    service = Service(settings, log, notice=_notice)
+
+    async def main_() -> None:
+        service.install_signal_handlers()
+        await service.run()
+
+    try:
+        asyncio.run(main_())
+    except RuneError as exc:
+        raise click.ClickException(str(exc)) from exc
+    s = service.ctx.stats
     click.echo(
-        f"rune: bundle v{az.policy_version}, {applied} events applied, {rejected} rejected",
+        f"rune: stopped; {s.events_applied} events applied, {s.decisions} decisions written",
         err=True,
     )
 
+
+def _event_key(line: bytes) -> bytes | None:
+    try:
+        event = orjson.loads(line)
+        return event_key(event) if isinstance(event, dict) else None
+    except (orjson.JSONDecodeError, RuneError):
+        return None
+
+
+def _run_embedded(
+    settings: Settings,
+    bundle: Path | None,
+    events: Path | None,
+    requests_path: Path | None,
+    decisions: IO[bytes],
+) -> None:
+    log = FileLog()
+    t = settings.topics
+    for name in t.model_dump().values():
+        log.create_topic(name, 1)  # one partition each: decisions in request order
+    bundle_bytes = bundle.read_bytes() if bundle else (EXAMPLE / "bundle.json").read_bytes()
+    log.append(Outgoing(t.policies, b"default", bundle_bytes), bundle.name if bundle else None)
+    with events.open("rb") if events else (EXAMPLE / "events.jsonl").open("rb") as stream:
+        log.load_jsonl(t.facts, stream, events.name if events else "events.jsonl", _event_key)
     if requests_path is not None and str(requests_path) == "-":
         source: IO[bytes] = sys.stdin.buffer
     else:
         source = (
             requests_path.open("rb") if requests_path else (EXAMPLE / "requests.jsonl").open("rb")
         )
-    answered = 0
     with source:
-        for _number, request in _read_jsonl(source, str(requests_path or "requests.jsonl")):
-            decision = az.check(request if isinstance(request, dict) else {"request": request})
-            decisions.write(orjson.dumps(decision) + b"\n")
-            answered += 1
-    decisions.flush()
-    click.echo(f"rune: {answered} decisions written", err=True)
-
-
-def _apply(az: Authorizer, batch: list[tuple[int, Any]], name: str) -> tuple[int, int]:
-    """Apply a batch at once; if it is rejected, apply event by event to isolate the bad ones."""
-    if not batch:
-        return 0, 0
+        name = requests_path.name if requests_path else "requests.jsonl"
+        log.load_jsonl(t.requests, source, name)
+    log.sink(t.decisions, decisions)
+    service = Service(settings, log, notice=_notice)
     try:
-        az.apply_batch([event for _, event in batch])
-        return len(batch), 0
-    except RuneError:
-        pass
-    applied = rejected = 0
-    for number, event in batch:
-        try:
-            az.apply(event)
-            applied += 1
-        except RuneError as exc:
-            click.echo(f"{name}:{number}: event rejected: {exc}", err=True)
-            rejected += 1
-    return applied, rejected
+        asyncio.run(service.run(until_idle=True, require_bundle=True))
+    except RuneError as exc:
+        raise click.ClickException(str(exc)) from exc
+    s = service.ctx.stats
+    click.echo(
+        f"rune: bundle v{service.ctx.authorizer.policy_version}, {s.events_applied} events "
+        f"applied, {s.events_rejected} rejected, {s.records_undecodable} undecodable",
+        err=True,
+    )
+    click.echo(f"rune: {s.decisions} decisions written", err=True)
 
 
 @main.command()

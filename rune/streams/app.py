@@ -1,0 +1,152 @@
+"""``Service``: wires the stages (ingest, policy, serve, consistency, changefeed, dead
+letters) around one :class:`~rune.streams.context.Context` and runs them on one event loop.
+
+Start-up: create missing topics; read the end offsets of the fact and policy topics; apply
+everything up to them (readiness); reconcile the changefeed; then serve requests while
+following the live tail. ``stop()`` (SIGTERM/SIGINT in the CLI) stops fetching, lets the
+current batches finish (decisions produced and acknowledged, offsets committed) and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+
+from rune.authorizer import Authorizer
+from rune.connectors.base import Log, TopicSpec
+from rune.streams.changefeed import Changefeed
+from rune.streams.context import Context
+from rune.streams.errors import StartupError
+from rune.streams.ingest import Ingest
+from rune.streams.serve import Serve
+from rune.streams.settings import Settings
+
+__all__ = ["Service", "topic_specs"]
+
+COMPACT = {"cleanup.policy": "compact"}
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The topics RUNE uses; facts, policies and changes are compacted."""
+    t, n = settings.topics, settings.partitions
+    return [
+        TopicSpec(t.facts, n, COMPACT),
+        TopicSpec(t.policies, 1, COMPACT),
+        TopicSpec(t.requests, n),
+        TopicSpec(t.decisions, n),
+        TopicSpec(t.changes, n, COMPACT),
+        TopicSpec(t.dlq, 1),
+    ]
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        log: Log,
+        *,
+        authorizer: Authorizer | None = None,
+        notice: Callable[[str], None] | None = None,
+    ) -> None:
+        az = authorizer or Authorizer(cache_entries=settings.cache_entries)
+        self.ctx = Context(settings, log, az)
+        if notice is not None:
+            self.ctx.notice = notice
+        self.ingest = Ingest(self.ctx)
+        self.serve = Serve(self.ctx)
+        self.changefeed = Changefeed(self.ctx)
+        self.ingest.on_changes.append(self.changefeed.on_changes)
+
+    def stop(self) -> None:
+        self.ctx.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+
+    async def run(self, *, until_idle: bool = False, require_bundle: bool = False) -> None:
+        """Run until ``stop()``; ``until_idle``: also stop once every record present is
+        handled (embedded runs over files). ``require_bundle``: fail at readiness when no
+        valid bundle is active."""
+        ctx = self.ctx
+        await ctx.log.start()
+        try:
+            await ctx.log.ensure_topics(topic_specs(ctx.settings))
+            await self._run(until_idle, require_bundle)
+        finally:
+            await ctx.log.close()
+
+    async def _run(self, until_idle: bool, require_bundle: bool) -> None:
+        ctx = self.ctx
+        await self.ingest.open()
+        try:
+            ends = await ctx.log.end_offsets(self.ingest.topics)
+            while not self.ingest.caught_up(ends) and not ctx.stopping.is_set():
+                await self.ingest.poll()
+            if ctx.stopping.is_set():
+                return
+            if require_bundle and ctx.authorizer.policy_version is None:
+                raise StartupError(ctx.last_rejection or "no policy bundle")
+            await self.changefeed.go_live()
+            ctx.ready.set()
+            await self.serve.open()
+            try:
+                await self._serve(until_idle)
+            finally:
+                await self.serve.close()
+        finally:
+            await self.ingest.close()
+
+    async def _serve(self, until_idle: bool) -> None:
+        ctx = self.ctx
+        stop = asyncio.Event()
+
+        async def ingest_loop() -> None:
+            while not stop.is_set():
+                await self.ingest.poll()
+                await self.changefeed.maybe_checkpoint()
+
+        async def serve_loop() -> None:
+            while not stop.is_set():
+                n = await self.serve.poll()
+                if until_idle and n == 0 and await self._idle():
+                    ctx.stopping.set()
+
+        async def waiter() -> None:
+            await self.serve.wait_loop()
+
+        tasks = [
+            asyncio.create_task(ingest_loop(), name="rune-ingest"),
+            asyncio.create_task(serve_loop(), name="rune-serve"),
+        ]
+        wait_task = asyncio.create_task(waiter(), name="rune-waiter")
+        stopping = asyncio.create_task(ctx.stopping.wait())
+        _done, _ = await asyncio.wait([*tasks, wait_task, stopping], return_when="FIRST_COMPLETED")
+        stop.set()
+        ctx.stopping.set()
+        ctx.progress.set()
+        # finish the in-flight batches (bounded), then answer what became ready meanwhile
+        _, pending = await asyncio.wait(
+            [*tasks, wait_task], timeout=ctx.settings.shutdown_timeout_s
+        )
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for task in [*tasks, wait_task]:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        if not pending:
+            await self.serve.serve_waiting()
+
+    async def _idle(self) -> bool:
+        ctx = self.ctx
+        ends = await ctx.log.end_offsets(self.ingest.topics)
+        if not self.ingest.caught_up(ends) or not self.serve.idle:
+            return False
+        req = await ctx.log.end_offsets([ctx.settings.topics.requests])
+        pos = await self.serve.positions()
+        return all(pos.get(tp, 0) >= end for tp, end in req.items())

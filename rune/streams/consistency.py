@@ -1,0 +1,101 @@
+"""Consistency tokens: ``{"at_least": {topic: {partition: offset}}}`` names records a client
+produced; a request carrying one is decided only once every named record is applied
+(``watermark[topic][partition] >= offset``), or denied as stale after a bounded wait."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rune.connectors.base import Record
+
+__all__ = ["Token", "Waiting", "WaitingRoom", "parse_token", "satisfied"]
+
+Token = dict[str, dict[str, int]]
+
+
+class TokenError(ValueError):
+    pass
+
+
+def parse_token(request: Mapping[str, Any], topics: frozenset[str]) -> Token | None:
+    """The token of ``request`` (None without one); raise TokenError when malformed."""
+    consistency = request.get("consistency")
+    if consistency is None:
+        return None
+    if not isinstance(consistency, Mapping) or set(consistency) - {"at_least"}:
+        raise TokenError("consistency must be {'at_least': {topic: {partition: offset}}}")
+    at_least = consistency.get("at_least")
+    if at_least is None:
+        return None
+    if not isinstance(at_least, Mapping):
+        raise TokenError("consistency.at_least must be an object")
+    token: Token = {}
+    for topic, parts in at_least.items():
+        if topic not in topics:
+            raise TokenError(f"consistency.at_least names topic {topic!r}, which is not ingested")
+        if not isinstance(parts, Mapping):
+            raise TokenError(f"consistency.at_least.{topic} must be an object")
+        for p, off in parts.items():
+            if not str(p).isdigit() or not isinstance(off, int) or isinstance(off, bool):
+                raise TokenError(f"consistency.at_least.{topic}.{p} must be an offset")
+            token.setdefault(topic, {})[str(int(p))] = off
+    return token or None
+
+
+def satisfied(token: Token, watermark: Mapping[str, Mapping[str, int]]) -> bool:
+    return all(
+        watermark.get(t, {}).get(p, -1) >= off
+        for t, parts in token.items()
+        for p, off in parts.items()
+    )
+
+
+@dataclass(order=True, slots=True)
+class Waiting:
+    deadline: float
+    seq: int
+    record: Record = field(compare=False)
+    request: dict[str, Any] = field(compare=False)
+    token: Token = field(compare=False)
+
+
+class WaitingRoom:
+    """Requests waiting for their tokens, ordered by deadline."""
+
+    def __init__(self) -> None:
+        self._heap: list[Waiting] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, record: Record, request: dict[str, Any], token: Token, deadline: float) -> None:
+        heapq.heappush(self._heap, Waiting(deadline, next(self._seq), record, request, token))
+
+    def next_deadline(self) -> float | None:
+        return self._heap[0].deadline if self._heap else None
+
+    def take(
+        self, watermark: Mapping[str, Mapping[str, int]], now: float
+    ) -> tuple[list[Waiting], list[Waiting]]:
+        """Remove and return ``(satisfied, expired)`` requests."""
+        ready: list[Waiting] = []
+        expired: list[Waiting] = []
+        keep: list[Waiting] = []
+        for w in self._heap:
+            if satisfied(w.token, watermark):
+                ready.append(w)
+            elif w.deadline <= now:
+                expired.append(w)
+            else:
+                keep.append(w)
+        if ready or expired:
+            heapq.heapify(keep)
+            self._heap = keep
+        ready.sort(key=lambda w: w.seq)
+        expired.sort(key=lambda w: w.seq)
+        return ready, expired

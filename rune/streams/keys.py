@@ -1,0 +1,67 @@
+"""Record keys of the fact topic, so that a compacted topic holds exactly the current state.
+
+- a fact ``[rel, a1, ..., an]`` has the key ``f:`` + canonical JSON of the list;
+- an entity has the key ``e:`` + canonical JSON of its uid ``{"id": I, "type": T}``.
+
+Canonical JSON: no spaces, object keys sorted, entity references as ``{"id": I, "type": T}``
+(Cedar's ``{"__entity": {...}}`` form is normalized). A tombstone (null value) with a fact key
+retracts the fact; with an entity key it deletes the entity. Producers should send the key of
+:func:`event_key` with every event; a retraction may be sent as a tombstone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from rune.streams.errors import DecodeError
+
+__all__ = ["event_key", "tombstone_event"]
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        inner = value.get("__entity") if len(value) == 1 else None
+        uid = inner if isinstance(inner, Mapping) else value
+        if set(uid) == {"type", "id"}:
+            return {"id": uid["id"], "type": uid["type"]}
+    return value
+
+
+def _canon(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def event_key(event: Mapping[str, Any]) -> bytes:
+    """The record key of a fact or entity event of contract v1 (raise DecodeError)."""
+    op = event.get("op")
+    if op in ("assert", "retract"):
+        fact = event.get("fact")
+        if not isinstance(fact, list) or not fact:
+            raise DecodeError("fact must be a non-empty list")
+        return b"f:" + _canon([_norm(v) for v in fact])
+    if op in ("upsert", "delete"):
+        entity = event.get("entity")
+        uid = entity.get("uid") if isinstance(entity, Mapping) else None
+        if not isinstance(uid, Mapping):
+            raise DecodeError("entity.uid must be an object")
+        return b"e:" + _canon(_norm(uid))
+    raise DecodeError(f"unknown op {op!r}")
+
+
+def tombstone_event(key: bytes | None) -> dict[str, Any]:
+    """The event a tombstone with ``key`` stands for (raise DecodeError)."""
+    if key is None:
+        raise DecodeError("tombstone without a key")
+    kind, body = key[:2], key[2:]
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"tombstone key is not JSON: {exc}") from None
+    if kind == b"f:" and isinstance(parsed, list) and parsed:
+        return {"op": "retract", "fact": parsed}
+    if kind == b"e:" and isinstance(parsed, dict):
+        return {"op": "delete", "entity": {"uid": parsed}}
+    raise DecodeError("tombstone key is neither f:<fact> nor e:<uid>")

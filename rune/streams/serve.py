@@ -1,0 +1,180 @@
+"""Serve: requests through a consumer group, decided in batches, decisions produced with an
+idempotent producer and acknowledged before the request offsets are committed
+(at-least-once). Requests with a consistency token wait (bounded) in a waiting room served by
+a second task, so requests without a token are never held up by them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import orjson
+
+from rune.connectors.base import ConnectorError, Outgoing, Reader, Record
+from rune.policies.requests import read_id
+from rune.streams import dlq
+from rune.streams.consistency import TokenError, WaitingRoom, parse_token, satisfied
+from rune.streams.context import Context
+from rune.streams.offsets import OffsetTracker
+
+__all__ = ["Serve"]
+
+
+class Serve:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.tracker = OffsetTracker()
+        self.waiting = WaitingRoom()
+        self._reader: Reader | None = None
+        self._lock = asyncio.Lock()
+        self._ingested = frozenset({ctx.settings.topics.facts, ctx.settings.topics.policies})
+
+    async def open(self) -> None:
+        s = self.ctx.settings
+        self._reader = await self.ctx.log.subscribe(s.topics.requests, s.group_id)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+
+    async def positions(self) -> dict[tuple[str, int], int]:
+        assert self._reader is not None
+        return await self._reader.positions()
+
+    @property
+    def idle(self) -> bool:
+        return not len(self.waiting) and not self.tracker.in_flight
+
+    async def poll(self) -> int:
+        """Fetch one batch of requests and answer those that need not wait."""
+        assert self._reader is not None
+        s = self.ctx.settings
+        records = await self._reader.fetch(s.serve_batch, s.poll_timeout_s)
+        if not records:
+            return 0
+        self.tracker.fetched(((r.topic, r.partition), r.offset) for r in records)
+        self.ctx.stats.requests += len(records)
+        now = time.monotonic()
+        answer: list[tuple[Record, Any]] = []
+        stale: list[tuple[Record, dict[str, Any], str]] = []
+        dead: list[tuple[Record, str, str]] = []
+        watermark = self.ctx.authorizer.watermark
+        for record in records:
+            request, error = _decode(record)
+            if request is None:
+                dead.append((record, "serve", error))
+                continue
+            try:
+                token = parse_token(request, self._ingested)
+            except TokenError as exc:
+                stale.append((record, request, f"bad consistency token: {exc}"))
+                continue
+            if token is None or satisfied(token, watermark):
+                answer.append((record, _without_token(request, None)))
+            elif len(self.waiting) >= s.max_waiting:
+                stale.append((record, request, "too many requests wait for consistency tokens"))
+            else:
+                self.waiting.add(record, request, token, now + s.token_wait_s)
+                self.ctx.progress.set()  # wake the waiter: a new deadline
+        await dlq.publish(self.ctx, dead)
+        await self._answer(answer, stale, [r for r, _, _ in dead])
+        return len(records)
+
+    async def serve_waiting(self) -> None:
+        """Answer waiting requests whose tokens are satisfied or whose wait expired."""
+        ready, expired = self.waiting.take(self.ctx.authorizer.watermark, time.monotonic())
+        if ready or expired:
+            wait = self.ctx.settings.token_wait_s
+            await self._answer(
+                [(w.record, _without_token(w.request, None)) for w in ready],
+                [
+                    (w.record, w.request, f"stale view: token {w.token} not applied in {wait}s")
+                    for w in expired
+                ],
+                [],
+            )
+
+    async def wait_loop(self) -> None:
+        """The waiter task: wakes on ingest progress or the next deadline."""
+        ctx = self.ctx
+        while not ctx.stopping.is_set():
+            deadline = self.waiting.next_deadline()
+            timeout = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
+            ctx.progress.clear()
+            if self.waiting.next_deadline() is None or timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ctx.progress.wait(), timeout)
+            await self.serve_waiting()
+
+    async def _answer(
+        self,
+        answer: list[tuple[Record, Any]],
+        stale: list[tuple[Record, dict[str, Any], str]],
+        done: list[Record],
+    ) -> None:
+        ctx = self.ctx
+        async with self._lock:
+            decisions = ctx.authorizer.check_batch([req for _, req in answer]) if answer else []
+            for _record, request, error in stale:
+                decisions.append(_stale(ctx, request, error))
+            records = [r for r, _ in answer] + [r for r, _, _ in stale]
+            topic = ctx.settings.topics.decisions
+            out = [
+                Outgoing(
+                    topic,
+                    d["id"].encode() if isinstance(d.get("id"), str) else None,
+                    orjson.dumps(d),
+                )
+                for d in decisions
+            ]
+            await ctx.log.produce(out)
+            ctx.stats.decisions += len(out)
+            ctx.stats.stale += len(stale)
+            self.tracker.done(((r.topic, r.partition), r.offset) for r in records + done)
+            await self._commit()
+
+    async def _commit(self) -> None:
+        assert self._reader is not None
+        offsets = self.tracker.committable()
+        if not offsets:
+            return
+        try:
+            await self._reader.commit(offsets)
+        except ConnectorError as exc:
+            self.ctx.notice(f"commit skipped: {exc}")
+            return
+        self.tracker.mark_committed(offsets)
+
+
+def _decode(record: Record) -> tuple[dict[str, Any] | None, str]:
+    if record.value is None:
+        return None, "request record without a value"
+    try:
+        request = orjson.loads(record.value)
+    except orjson.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc}"
+    if read_id(request) is None:
+        return None, "request without a readable id"
+    assert isinstance(request, dict)
+    return request, ""
+
+
+def _without_token(request: dict[str, Any], error: None = None) -> dict[str, Any]:
+    """The request as ``Authorizer.check`` takes it (``consistency`` is the service's)."""
+    return {k: v for k, v in request.items() if k != "consistency"}
+
+
+def _stale(ctx: Context, request: dict[str, Any], error: str) -> dict[str, Any]:
+    az = ctx.authorizer
+    return {
+        "id": read_id(request),
+        "decision": "deny",
+        "reasons": [],
+        "errors": [],
+        "policy_version": az.policy_version,
+        "watermark": az.watermark,
+        "latency_us": 0,
+        "error": error,
+    }

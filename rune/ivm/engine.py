@@ -27,6 +27,11 @@ _RELATION_NAME = re.compile(r"[a-z_][A-Za-z0-9_]*\Z")
 Facts = Mapping[str, Iterable[Sequence[Value]]]
 
 
+def decode_rows(rows: Iterable[Row], values: list[Value]) -> frozenset[tuple[Value, ...]]:
+    """Value tuples of encoded rows (``values`` is the dictionary's id -> value list)."""
+    return frozenset(tuple([values[i] for i in row]) for row in rows)
+
+
 class Change:
     """Exact net change of one relation: rows that appeared and rows that disappeared.
 
@@ -55,8 +60,7 @@ class Change:
         return change
 
     def _decode(self, rows: Iterable[Row]) -> frozenset[tuple[Value, ...]]:
-        values = self._values
-        return frozenset(tuple([values[i] for i in row]) for row in rows)
+        return decode_rows(rows, self._values)
 
     @property
     def added(self) -> frozenset[tuple[Value, ...]]:
@@ -396,8 +400,7 @@ class Engine:
     # -- decoding --------------------------------------------------------------------------------
 
     def _decode_all(self, rows: Iterable[Row]) -> frozenset[tuple[Value, ...]]:
-        values = self._dictionary.values
-        return frozenset(tuple([values[i] for i in row]) for row in rows)
+        return decode_rows(rows, self._dictionary.values)
 
     def _changes(self, deltas: dict[str, Delta]) -> dict[str, Change]:
         values = self._dictionary.values

@@ -25,10 +25,7 @@ from hypothesis import strategies as st
 
 from rune.ivm.values import EntityRef
 
-try:
-    from .reference import Atom, Cmp, Neg, Rule, Var
-except ImportError:  # tests/ivm without __init__.py: pytest puts the directory on sys.path
-    from reference import Atom, Cmp, Neg, Rule, Var
+from .reference import Atom, Cmp, Neg, Rule, Var
 
 __all__ = [
     "BASE",

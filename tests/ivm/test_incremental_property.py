@@ -16,30 +16,17 @@ from hypothesis import strategies as st
 
 from rune.ivm import Engine
 
-try:
-    from .programs import (
-        DOMAIN,
-        Batch,
-        GenProgram,
-        apply_batch,
-        examples,
-        program_pairs,
-        programs,
-        update_streams,
-    )
-    from .reference import Atom, Neg, evaluate_tagged, tag_model, tag_tuple
-except ImportError:  # tests/ivm without __init__.py: pytest puts the directory on sys.path
-    from programs import (
-        DOMAIN,
-        Batch,
-        GenProgram,
-        apply_batch,
-        examples,
-        program_pairs,
-        programs,
-        update_streams,
-    )
-    from reference import Atom, Neg, evaluate_tagged, tag_model, tag_tuple
+from .programs import (
+    DOMAIN,
+    Batch,
+    GenProgram,
+    apply_batch,
+    examples,
+    program_pairs,
+    programs,
+    update_streams,
+)
+from .reference import Atom, Neg, evaluate_tagged, tag_model, tag_tuple
 
 _HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large]
 

@@ -22,12 +22,8 @@ from hypothesis import strategies as st
 
 from rune.ivm.values import EntityRef
 
-try:
-    from .programs import GenProgram, apply_batch, examples, programs, update_streams
-    from .reference import Atom, Cmp, Neg, Rule, Var, evaluate_tagged, tag, tag_model
-except ImportError:  # tests/ivm without __init__.py: pytest puts the directory on sys.path
-    from programs import GenProgram, apply_batch, examples, programs, update_streams
-    from reference import Atom, Cmp, Neg, Rule, Var, evaluate_tagged, tag, tag_model
+from .programs import GenProgram, apply_batch, examples, programs, update_streams
+from .reference import Atom, Cmp, Neg, Rule, Var, evaluate_tagged, tag, tag_model
 
 SETTINGS = settings(
     max_examples=examples(200),

@@ -1,0 +1,245 @@
+"""``rune topics``: create and list the Kafka topics the service uses.
+
+``rune topics create`` creates the missing topics with the partition counts and configs the
+service expects (``rune.streams.app.topic_specs``: facts, policies and changes compacted,
+policies and dead letters on one partition) through the same ``KafkaLog.ensure_topics`` the
+service runs at start. Existing topics are left as they are; when one differs from what the
+settings ask for (fewer partitions, another ``cleanup.policy``) a warning names it. Running it
+again is harmless. ``rune topics list`` prints the topics of the settings and, with a Kafka
+bootstrap, what the broker holds for each.
+
+Topics are created with replication factor 1 (as the service does); create production topics
+with a higher replication factor yourself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
+
+from rune.config import ConfigError, Settings, load_settings
+from rune.connectors.base import ConnectorError, TopicSpec
+from rune.streams.app import topic_specs
+
+__all__ = ["topics"]
+
+REQUEST_TIMEOUT_MS = 15_000
+_UNKNOWN_TOPIC = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Present:
+    """What the broker holds for one topic (``None``: the topic does not exist)."""
+
+    partitions: int
+    configs: dict[str, str]
+
+
+def _load(config: Path | None, kafka: str | None) -> Settings:
+    try:
+        return load_settings(config, {"kafka": {"bootstrap": kafka}})
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+
+
+def _bootstrap(settings: Settings) -> str:
+    return settings.kafka.bootstrap
+
+
+def _roles(settings: Settings) -> dict[str, str]:
+    """Topic name -> role (facts, policies, ...)."""
+    return {name: role for role, name in settings.topics.model_dump().items()}
+
+
+async def _describe(
+    bootstrap: str, client_id: str, specs: Sequence[TopicSpec]
+) -> dict[str, Present | None]:
+    """Partitions and the configs the specs name, per topic, as the broker has them."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id=client_id, request_timeout_ms=REQUEST_TIMEOUT_MS
+    )
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise ConnectorError(f"cannot connect to Kafka at {bootstrap}: {exc}") from exc
+    try:
+        existing = set(await admin.list_topics())
+        out: dict[str, Present | None] = {s.name: None for s in specs}
+        present = [s for s in specs if s.name in existing]
+        if not present:
+            return out
+        described = await admin.describe_topics([s.name for s in present])
+        counts = {
+            t["topic"]: len(t["partitions"]) for t in described if t["error_code"] != _UNKNOWN_TOPIC
+        }
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, s.name, dict.fromkeys(s.configs))
+                for s in present
+            ]
+        )
+        configs: dict[str, dict[str, str]] = {}
+        for response in responses:
+            for resource in response.to_object()["resources"]:
+                if resource["error_code"] == 0:
+                    configs[resource["resource_name"]] = {
+                        e["config_names"]: e["config_value"] for e in resource["config_entries"]
+                    }
+        for s in present:
+            if s.name in counts:
+                out[s.name] = Present(counts[s.name], configs.get(s.name, {}))
+        return out
+    except KafkaError as exc:
+        raise ConnectorError(f"describing topics on {bootstrap} failed: {exc}") from exc
+    finally:
+        await admin.close()
+
+
+async def _create(settings: Settings, specs: Sequence[TopicSpec]) -> dict[str, Present | None]:
+    """Create the missing topics; returns what the broker held before."""
+    from rune.connectors.kafka import KafkaLog
+
+    bootstrap = _bootstrap(settings)
+    before = await _describe(bootstrap, settings.kafka.client_id, specs)
+    log = KafkaLog(
+        bootstrap, client_id=settings.kafka.client_id, request_timeout_ms=REQUEST_TIMEOUT_MS
+    )
+    await log.start()
+    try:
+        await log.ensure_topics(specs)
+    finally:
+        await log.close()
+    return before
+
+
+def _mismatches(spec: TopicSpec, present: Present) -> list[str]:
+    out = []
+    if present.partitions < spec.partitions:
+        out.append(f"{present.partitions} partition(s), settings ask for {spec.partitions}")
+    for key, want in spec.configs.items():
+        have = present.configs.get(key)
+        if have != want:
+            out.append(f"{key}={have}, settings ask for {want}")
+    return out
+
+
+def _configs(spec: TopicSpec) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(spec.configs.items())) or "-"
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
+    header = ("ROLE", "TOPIC", "PARTITIONS", "CONFIGS", "STATE")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
+
+
+def _state(spec: TopicSpec, present: Present | None, absent: str) -> str:
+    if present is None:
+        return absent
+    problems = _mismatches(spec, present)
+    return "exists" if not problems else "differs: " + "; ".join(problems)
+
+
+def _need_bootstrap(settings: Settings) -> str:
+    bootstrap = _bootstrap(settings)
+    if not bootstrap:
+        raise click.ClickException(
+            "no Kafka bootstrap: pass --kafka HOST:PORT or set it in the config file "
+            "(RUNE_KAFKA__BOOTSTRAP); the embedded log has no topics to create"
+        )
+    return bootstrap
+
+
+_KAFKA = click.option(
+    "--kafka",
+    metavar="HOST:PORT",
+    default=None,
+    help="Kafka bootstrap address (overrides the config file and the environment).",
+)
+_CONFIG = click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML settings file: topic names, partitions, client id.",
+)
+
+
+@click.group()
+def topics() -> None:
+    """Create and list the Kafka topics RUNE uses."""
+
+
+@topics.command("create")
+@_KAFKA
+@_CONFIG
+def create(kafka: str | None, config: Path | None) -> None:
+    """Create the missing topics with the configured partitions and configs (idempotent)."""
+    settings = _load(config, kafka)
+    bootstrap = _need_bootstrap(settings)
+    specs = topic_specs(settings)
+    try:
+        before = asyncio.run(_create(settings, specs))
+    except ConnectorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    roles = _roles(settings)
+    rows = []
+    for spec in specs:
+        present = before[spec.name]
+        rows.append(
+            (
+                roles.get(spec.name, "?"),
+                spec.name,
+                str(spec.partitions if present is None else present.partitions),
+                _configs(spec),
+                _state(spec, present, "created"),
+            )
+        )
+        if present is not None and (problems := _mismatches(spec, present)):
+            click.echo(
+                f"rune: warning: topic {spec.name} exists with {'; '.join(problems)}; left as is",
+                err=True,
+            )
+    click.echo(_table(rows))
+    created = sum(before[s.name] is None for s in specs)
+    click.echo(
+        f"rune: {created} topic(s) created, {len(specs) - created} existed on {bootstrap}", err=True
+    )
+
+
+@topics.command("list")
+@_KAFKA
+@_CONFIG
+def list_(kafka: str | None, config: Path | None) -> None:
+    """Print the topics of the settings; with a Kafka bootstrap, also their state there."""
+    settings = _load(config, kafka)
+    specs = topic_specs(settings)
+    bootstrap = _bootstrap(settings)
+    before: dict[str, Present | None] = {}
+    if bootstrap:
+        try:
+            before = asyncio.run(_describe(bootstrap, settings.kafka.client_id, specs))
+        except ConnectorError as exc:
+            raise click.ClickException(str(exc)) from exc
+    roles = _roles(settings)
+    rows = []
+    for spec in specs:
+        present = before.get(spec.name)
+        rows.append(
+            (
+                roles.get(spec.name, "?"),
+                spec.name,
+                str(spec.partitions if present is None else present.partitions),
+                _configs(spec),
+                _state(spec, present, "missing") if bootstrap else "(no kafka)",
+            )
+        )
+    click.echo(_table(rows))

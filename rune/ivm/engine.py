@@ -3,7 +3,7 @@
 Values cross this boundary; inside, everything is dictionary-encoded integers. Every public
 method either completes or raises a :class:`~rune.ivm.errors.DatalogError` without changing
 the engine's state (values may still have been added to the internal dictionary, which is
-invisible from outside).
+invisible from outside). Invalid constructor options are a ``TypeError``/``ValueError``.
 """
 
 from __future__ import annotations
@@ -106,14 +106,51 @@ class Engine:
     ``Engine(source)`` compiles the program and materializes it; ``update`` applies a batch
     of base-fact changes and returns the exact net change of every relation that changed.
     Not thread-safe: callers serialize access (the service runs it on one event loop).
+
+    Options (kept for the engine's lifetime, ``replace`` included):
+
+    * ``max_iterations``: the most semi-naive rounds one recursive stratum may take during a
+      bulk materialization (``Engine(...)`` and ``replace``); more raises
+      :class:`~rune.ivm.errors.IterationLimitError`. ``None`` (default): unbounded. Updates
+      are never bounded: stopping one halfway would leave views inconsistent with the facts
+      already applied, and undoing it would cost as much as finishing it.
+    * ``optimize``: ``True`` (default) orders each rule's joins greedily (most bound arguments
+      first); ``False`` keeps the written order of the positive atoms. Same results; only
+      the cost differs.
     """
 
-    def __init__(self, source: str = "", *, on_demand: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        source: str = "",
+        *,
+        on_demand: Iterable[str] = (),
+        max_iterations: int | None = None,
+        optimize: bool = True,
+    ) -> None:
+        if max_iterations is not None:
+            if type(max_iterations) is not int:
+                raise TypeError(f"max_iterations must be an int or None, got {max_iterations!r}")
+            if max_iterations < 1:
+                raise ValueError(f"max_iterations must be at least 1, got {max_iterations}")
+        if type(optimize) is not bool:
+            raise TypeError(f"optimize must be a bool, got {optimize!r}")
+        self._max_iterations = max_iterations
+        self._optimize = optimize
         self._dictionary = Dictionary()
         self._arity: dict[str, int] = {}  # relations that only updates mention
         analysis = analyze(parse(source), on_demand)
-        self._mat = Materialization(analysis, self._dictionary)
-        self._mat.materialize_all()
+        self._mat = Materialization(analysis, self._dictionary, optimize=optimize)
+        self._mat.materialize_all(max_iterations)
+
+    @property
+    def max_iterations(self) -> int | None:
+        """Bound on the semi-naive rounds of a recursive stratum in bulk materialization."""
+        return self._max_iterations
+
+    @property
+    def optimize(self) -> bool:
+        """Whether join orders are chosen greedily (else: as written)."""
+        return self._optimize
 
     # -- updates -----------------------------------------------------------------------------
 
@@ -163,7 +200,10 @@ class Engine:
         return self._changes(mat.apply(plus, minus))
 
     def _bulk_load(self, plus: dict[str, set[Row]]) -> dict[str, Change]:
-        """First load into an empty engine: one bulk materialization instead of deltas."""
+        """First load into an empty engine: one bulk materialization instead of deltas.
+
+        This is an update, so ``max_iterations`` does not apply (the facts are already in).
+        """
         mat = self._mat
         for name, rows in plus.items():
             mat.relations[name].insert(rows)
@@ -230,8 +270,10 @@ class Engine:
     def replace(self, source: str, *, on_demand: Iterable[str] = ()) -> dict[str, Change]:
         """Swap the rules, keeping asserted facts; return the net change of the relations.
 
-        If ``source`` fails to compile, or an asserted relation's arity conflicts with the
-        new program, the error is raised and the old program stays active.
+        Uses the engine's ``max_iterations`` and ``optimize``. If ``source`` fails to compile,
+        an asserted relation's arity conflicts with the new program, or materializing it
+        fails (e.g. :class:`~rune.ivm.errors.IterationLimitError`), the error is raised and
+        the old program stays active with all its data.
         """
         analysis = analyze(parse(source), on_demand)
         old = self._mat
@@ -250,9 +292,25 @@ class Engine:
                     spec.line,
                     spec.column,
                 )
-        mat = Materialization(analysis, self._dictionary)
+        mat = Materialization(analysis, self._dictionary, optimize=self._optimize)
         moves = {storage: analysis.storage_for_facts(user) for user, storage in asserted.items()}
-        unchanged = mat.take_over(old, moves)
+        unchanged = mat.take_over(old, moves, self._max_iterations)  # old intact on error
+        try:
+            changes = self._replace_changes(old, mat, unchanged)
+        except BaseException:
+            mat.give_back()
+            raise
+        self._mat = mat
+        self._arity = {
+            user: mat.relations[moves[storage]].arity
+            for user, storage in asserted.items()
+            if analysis.relations.get(user) is None
+        }
+        return changes
+
+    def _replace_changes(
+        self, old: Materialization, mat: Materialization, unchanged: set[str]
+    ) -> dict[str, Change]:
         changes: dict[str, Change] = {}
         values = self._dictionary.values
         for name in {*old.user_relations(), *mat.user_relations()}:
@@ -266,12 +324,6 @@ class Engine:
             removed = before_rows - after_rows
             if added or removed:
                 changes[name] = Change._encoded(added, removed, values)
-        self._mat = mat
-        self._arity = {
-            user: mat.relations[moves[storage]].arity
-            for user, storage in asserted.items()
-            if analysis.relations.get(user) is None
-        }
         return changes
 
     def _asserted_relations(self) -> dict[str, str]:

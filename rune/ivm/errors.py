@@ -13,6 +13,7 @@ __all__ = [
     "DatalogError",
     "DatalogSyntaxError",
     "InvalidValueError",
+    "IterationLimitError",
     "SafetyError",
     "StratificationError",
     "UnknownRelationError",
@@ -53,3 +54,20 @@ class UnknownRelationError(DatalogError):
 
 class InvalidValueError(DatalogError):
     """A value is not a string, integer, boolean or entity reference, or is out of bounds."""
+
+
+class IterationLimitError(DatalogError):
+    """A recursive stratum needs more semi-naive rounds than ``max_iterations`` allows.
+
+    Raised by bulk materialization only (``Engine(...)`` and ``Engine.replace``), never by an
+    update. ``relations`` are the (user-visible) relations of the stratum, ``limit`` the bound.
+    """
+
+    def __init__(self, relations: tuple[str, ...], limit: int) -> None:
+        self.relations = relations
+        self.limit = limit
+        names = ", ".join(relations)
+        super().__init__(
+            f"recursive stratum {{{names}}} still derives new tuples after {limit} semi-naive "
+            f"round(s) (max_iterations={limit})"
+        )

@@ -4,7 +4,8 @@
 materialized relation equal to the program's model over the current base facts.
 
 * Bulk load (:meth:`Materialization.materialize_all`): each stratum in order, semi-naive
-  evaluation for recursive strata, one pass of every rule for the others.
+  evaluation for recursive strata, one pass of every rule for the others. ``max_iterations``
+  bounds the semi-naive rounds of one recursive stratum (:class:`IterationLimitError`).
 * Updates (:meth:`Materialization.apply`): base-relation deltas flow stratum by stratum.
   Non-recursive strata use *counting*: each stored row keeps its number of derivations, and a
   delta rule per body literal ``k`` joins the delta of ``k`` with the new version of the
@@ -24,6 +25,7 @@ from itertools import chain
 from typing import Any
 
 from rune.ivm.analysis import Analysis, Stratum, is_internal
+from rune.ivm.errors import IterationLimitError
 from rune.ivm.plan import Access, Plan, compile_plan
 from rune.ivm.store import (
     EMPTY,
@@ -46,10 +48,10 @@ class _StratumPlans:
 
     __slots__ = ("full", "head_bound", "inputs", "internal", "lower", "stratum")
 
-    def __init__(self, stratum: Stratum, dictionary: Dictionary) -> None:
+    def __init__(self, stratum: Stratum, dictionary: Dictionary, optimize: bool) -> None:
         self.stratum = stratum
         own = set(stratum.relations)
-        self.full = [compile_plan(rule, dictionary) for rule in stratum.rules]
+        self.full = [compile_plan(rule, dictionary, optimize=optimize) for rule in stratum.rules]
         self.lower: list[Plan] = []  # delta plans whose source is a lower-stratum literal
         self.internal: list[Plan] = []  # delta plans whose source is a same-stratum literal
         for rule in stratum.rules:
@@ -57,7 +59,7 @@ class _StratumPlans:
                 atom = lit.atom if isinstance(lit, Negation) else lit
                 if not isinstance(atom, Atom):
                     continue
-                plan = compile_plan(rule, dictionary, source=k)
+                plan = compile_plan(rule, dictionary, source=k, optimize=optimize)
                 (self.internal if atom.relation in own else self.lower).append(plan)
         self.inputs = {_source_relation(p) for p in self.lower}
         self.head_bound: dict[str, list[Plan]] = {}
@@ -65,7 +67,13 @@ class _StratumPlans:
             for rule in stratum.rules:
                 arity = len(rule.head.args)
                 self.head_bound.setdefault(rule.head.relation, []).append(
-                    compile_plan(rule, dictionary, bound=tuple(range(arity)), exists=True)
+                    compile_plan(
+                        rule,
+                        dictionary,
+                        bound=tuple(range(arity)),
+                        exists=True,
+                        optimize=optimize,
+                    )
                 )
 
 
@@ -114,11 +122,18 @@ def _source_negated(plan: Plan) -> bool:
 
 
 class Materialization:
-    """Stored relations of one program, kept equal to its model over the base facts."""
+    """Stored relations of one program, kept equal to its model over the base facts.
 
-    def __init__(self, analysis: Analysis, dictionary: Dictionary) -> None:
+    ``optimize=False`` compiles every plan with the rule body's written order of positive
+    atoms instead of the greedy one (same results, different cost).
+    """
+
+    def __init__(
+        self, analysis: Analysis, dictionary: Dictionary, *, optimize: bool = True
+    ) -> None:
         self.analysis = analysis
         self.dictionary = dictionary
+        self.optimize = optimize
         self.on_demand = frozenset(n for n, spec in analysis.relations.items() if spec.on_demand)
         counted = {s.relations[0] for s in analysis.strata if not s.recursive}
         self.relations: dict[str, Relation] = {
@@ -129,12 +144,15 @@ class Materialization:
         for rules in analysis.rules_by_head.values():  # constants get ids before any lookup
             for rule in rules:
                 _encode_constants(rule, dictionary)
-        self.strata = [_StratumPlans(s, dictionary) for s in analysis.strata]
+        self.strata = [_StratumPlans(s, dictionary, optimize) for s in analysis.strata]
         self._demand_plans: dict[
             tuple[str, tuple[int, ...], bool], list[tuple[Any, tuple[Any, ...]]]
         ] = {}
         self._deltas: dict[str, Delta] = {}
         self._views: dict[tuple[Any, ...], Any] = {}
+        # take_over: relations moved from the old materialization -> (relation, old name,
+        # index columns it had), for give_back
+        self._moved: dict[int, tuple[Relation, str, set[tuple[int, ...]]]] = {}
         for sp in self.strata:
             for plan in (
                 *sp.full,
@@ -207,12 +225,17 @@ class Materialization:
 
     # -- bulk ------------------------------------------------------------------------------------
 
-    def materialize_all(self) -> None:
-        """Compute every materialized derived relation from the base relations."""
-        for sp in self.strata:
-            self._materialize(sp)
+    def materialize_all(self, max_iterations: int | None = None) -> None:
+        """Compute every materialized derived relation from the base relations.
 
-    def _materialize(self, sp: _StratumPlans) -> None:
+        With ``max_iterations``, a recursive stratum still deriving new tuples after that many
+        semi-naive rounds raises :class:`IterationLimitError`, leaving this materialization
+        half computed: the caller discards it.
+        """
+        for sp in self.strata:
+            self._materialize(sp, max_iterations)
+
+    def _materialize(self, sp: _StratumPlans, max_iterations: int | None) -> None:
         """Compute one stratum from scratch (its relations must be empty)."""
         self._deltas = {}
         self._views = {}
@@ -222,7 +245,7 @@ class Materialization:
                 out: dict[Row, int] = {}
                 self._run(plan, None, out)
                 seeds[plan.rule.head.relation].update(out)
-            self._propagate(sp, seeds, {r: set() for r in sp.stratum.relations})
+            self._propagate(sp, seeds, max_iterations)
         else:
             counts: dict[Row, int] = {}
             for plan in sp.full:
@@ -232,18 +255,49 @@ class Materialization:
             rel.rows.update(counts)
         self._views = {}
 
-    def take_over(self, old: Materialization, asserted: dict[str, str]) -> set[str]:
+    def take_over(
+        self,
+        old: Materialization,
+        asserted: dict[str, str],
+        max_iterations: int | None = None,
+    ) -> set[str]:
         """Become the materialization of a new program, reusing ``old``'s work.
 
         ``asserted`` maps each relation of ``old`` holding asserted facts to the relation
         that holds them under the new program; those relations are moved, not copied. A
         stratum whose rules are unchanged and whose inputs have unchanged contents is moved
-        too; every other stratum is computed from scratch. ``old`` is unusable afterwards.
+        too; every other stratum is computed from scratch (bounded by ``max_iterations``).
         Returns the relations whose contents are the same as in ``old``.
+
+        Once the caller commits to ``self``, ``old`` is unusable (they share relations). On any
+        error ``old`` is left as it was (see :meth:`give_back`) and ``self`` must be discarded.
         """
+        try:
+            return self._take_over(old, asserted, max_iterations)
+        except BaseException:
+            self.give_back()
+            raise
+
+    def give_back(self) -> None:
+        """Undo what :meth:`take_over` did to the old materialization's relations.
+
+        Moved relations get their names back, and indexes built on them since the move are
+        dropped (the old plans never read them). Only the old materialization is usable after.
+        """
+        for rel, name, indexes in self._moved.values():
+            rel.name = name
+            for cols in [c for c in rel.indexes if c not in indexes]:
+                del rel.indexes[cols]
+        self._moved = {}
+
+    def _take_over(
+        self, old: Materialization, asserted: dict[str, str], max_iterations: int | None
+    ) -> set[str]:
+        moved = self._moved
         unchanged: set[str] = set()
         for old_name, new_name in asserted.items():
             rel = old.relations[old_name]
+            moved[id(rel)] = (rel, rel.name, set(rel.indexes))
             rel.name = new_name
             self.relations[new_name] = rel
             if old_name == new_name:
@@ -269,10 +323,11 @@ class Materialization:
                 and inputs - set(own) <= unchanged
             ):
                 for r in own:
-                    self.relations[r] = old.relations[r]
+                    rel = self.relations[r] = old.relations[r]
+                    moved.setdefault(id(rel), (rel, rel.name, set(rel.indexes)))
                     unchanged.add(r)
                 continue
-            self._materialize(sp)
+            self._materialize(sp, max_iterations)
             unchanged.update(r for r in own if _same_rows(self.relations[r], old.relations.get(r)))
         for sp in self.strata:
             for plan in (
@@ -395,7 +450,7 @@ class Materialization:
                 out = {}
                 self._run(plan, dict.fromkeys(rows, 1), out)
                 seeds[plan.rule.head.relation].update(out)
-        inserted = self._propagate(sp, seeds, doomed)
+        inserted = self._propagate(sp, seeds)  # updates are never bounded (see Engine)
         for r in own:
             added = inserted[r] - doomed[r]
             removed = doomed[r] - inserted[r]
@@ -403,15 +458,26 @@ class Materialization:
                 deltas[r] = Delta(added, removed)
 
     def _propagate(
-        self, sp: _StratumPlans, seeds: dict[str, set[Row]], doomed: dict[str, set[Row]]
+        self, sp: _StratumPlans, seeds: dict[str, set[Row]], max_iterations: int | None = None
     ) -> dict[str, set[Row]]:
-        """Insert ``seeds`` and everything they derive; return the rows newly stored."""
+        """Insert ``seeds`` and everything they derive; return the rows newly stored.
+
+        Round 1 inserts the new ``seeds``; round *n* inserts what round *n-1*'s rows derived.
+        With ``max_iterations``, needing round ``max_iterations + 1`` raises
+        :class:`IterationLimitError` (one integer comparison per round, not per row).
+        """
         relations = self.relations
         inserted: dict[str, set[Row]] = {r: set() for r in sp.stratum.relations}
         frontier = {
             r: {row for row in rows if row not in relations[r].rows} for r, rows in seeds.items()
         }
+        rounds = 0
         while any(frontier.values()):
+            rounds += 1
+            if max_iterations is not None and rounds > max_iterations:
+                own = sp.stratum.relations
+                names = tuple(r for r in own if not is_internal(r)) or own
+                raise IterationLimitError(names, max_iterations)
             for r, rows in frontier.items():
                 relations[r].insert(rows)
                 inserted[r].update(rows)
@@ -442,7 +508,9 @@ class Materialization:
         if ready is None:
             ready = []
             for rule in self.analysis.rules_by_head[name]:
-                plan = compile_plan(rule, self.dictionary, bound=cols, exists=exists)
+                plan = compile_plan(
+                    rule, self.dictionary, bound=cols, exists=exists, optimize=self.optimize
+                )
                 self._prepare_indexes(plan)
                 # on-demand plans always read the current version: views are live, resolve once
                 views = tuple(self._view(a, old=False) for a in plan.accesses)

@@ -9,8 +9,11 @@ A :class:`Plan` evaluates one rule in one *mode*:
 
 The order is greedy: filters (negations, comparisons, fully bound atoms) as soon as their
 variables are bound, then the atom with the most bound arguments, probed through the index on
-exactly those columns. The chosen order is compiled to a nested-loop Python function, which is
-several times faster than interpreting the plan (no per-tuple dispatch, locals only).
+exactly those columns. With ``optimize=False`` the positive atoms are taken in the order the
+rule body is written instead (filters are still placed as soon as their variables are bound,
+so every plan stays safe); results are the same, only the cost differs. The chosen order is
+compiled to a nested-loop Python function, which is several times faster than interpreting
+the plan (no per-tuple dispatch, locals only).
 
 Compiled function signature: ``fn(SRC, OUT, HEAD, *views)`` where ``SRC`` maps delta rows to
 weights, ``OUT`` receives ``head_row -> summed weight``, ``HEAD`` holds the bound head values,
@@ -98,8 +101,13 @@ def compile_plan(
     source: int | None = None,
     bound: tuple[int, ...] = (),
     exists: bool = False,
+    optimize: bool = True,
 ) -> Plan:
-    """Compile ``rule`` for one mode (see the module docstring)."""
+    """Compile ``rule`` for one mode (see the module docstring).
+
+    ``optimize`` picks the next positive atom greedily (most bound arguments); without it the
+    next one is the first remaining in the body's written order.
+    """
     names: dict[str, str] = {}
     bound_vars: set[str] = set()
     out = _Writer()
@@ -157,7 +165,7 @@ def compile_plan(
         weight = "-w" if isinstance(lit, Negation) else "w"
         remaining.remove(source)
 
-    # 2. the rest of the body, greedily
+    # 2. the rest of the body: filters as soon as possible, then the next positive atom
     while remaining:
         progressed = True
         while progressed:
@@ -187,7 +195,7 @@ def compile_plan(
             assert isinstance(candidate, Atom)
             return (sum(1 for a in candidate.args if is_bound(a)), -k)
 
-        k = max(candidates, key=score)
+        k = max(candidates, key=score) if optimize else candidates[0]
         chosen = rule.body[k]
         assert isinstance(chosen, Atom)
         remaining.remove(k)

@@ -21,8 +21,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from rune.config import Topics, load_settings
 from rune.connectors.kafka import KafkaLog
-from rune.streams import Service, Topics, event_key, load_settings
+from rune.streams import Service, event_key
 
 BUNDLE = {"version": 1, "datalog": "allow(P, A, R) :- ok(P, A, R).", "cedar": ""}
 A = {"type": "Action", "id": "read"}
@@ -123,7 +124,14 @@ async def main(args: argparse.Namespace) -> None:
     echo_rate = await echo(bs, f"bench.{tag}.echo-in", f"bench.{tag}.echo-out", n)
 
     await produce_all(producer, t.requests, values)
-    settings = load_settings(None, kafka=bs, topics=t, group_id=f"bench-{tag}")
+    settings = load_settings(
+        None,
+        {
+            "kafka": {"bootstrap": bs, "group_id": f"bench-{tag}"},
+            "topics": t.model_dump(),
+            "logging": {"decisions": "none"},
+        },
+    )
     svc = Service(settings, KafkaLog(bs), notice=lambda m: None)
     task = asyncio.create_task(svc.run())
     await svc.ctx.ready.wait()

@@ -22,12 +22,19 @@ from rune.ivm.values import EntityRef
 from rune.policies import builtins as B
 from rune.policies.bundle import Bundle, compile_bundle, datalog_error, datalog_source
 from rune.policies.cache import CacheStats, DecisionCache
-from rune.policies.decide import Outcome, State, decide
+from rune.policies.decide import Counters, Outcome, State, decide
 from rune.policies.entities import EntityStore
 from rune.policies.errors import EventError, RequestError, StaleBundleError
 from rune.policies.events import plan
 from rune.policies.lookup import MAX_CANDIDATES, Page, lookup
-from rune.policies.requests import CacheKey, Request, parse_request, read_id
+from rune.policies.requests import (
+    MAX_CONTEXT_DEPTH,
+    MAX_REQUEST_ID_CHARS,
+    CacheKey,
+    Request,
+    parse_request,
+    read_id,
+)
 from rune.policies.slice import FragmentMemo
 from rune.policies.uids import parse_uid
 from rune.policies.views import Views
@@ -52,17 +59,26 @@ class Authorizer:
         *,
         cache_entries: int = 100_000,
         cache_bytes: int = 64 * 1024 * 1024,
+        cache_ttl_s: float = 0.0,
+        max_request_id_chars: int = MAX_REQUEST_ID_CHARS,
+        max_context_depth: int = MAX_CONTEXT_DEPTH,
         max_lookup_candidates: int = MAX_CANDIDATES,
         rule_reasons: bool = False,
         engine_factory: EngineFactory | None = None,
     ) -> None:
         """``rule_reasons``: Datalog reasons name the deriving rule (``datalog:allow@3:1``),
-        at the cost of an ``Engine.explain`` per Datalog-determined decision."""
+        at the cost of an ``Engine.explain`` per Datalog-determined decision.
+        ``cache_ttl_s`` > 0 bounds the age of cached decisions (they are dropped on every
+        change anyway); ``max_request_id_chars`` and ``max_context_depth`` are request limits."""
         self._factory: EngineFactory = engine_factory or _default_engine
         self._engine = self._factory(datalog_source(""))
         self._store = EntityStore()
         self._bundle: Bundle | None = None
-        self._cache: DecisionCache[CacheKey, Outcome] = DecisionCache(cache_entries, cache_bytes)
+        self._cache: DecisionCache[CacheKey, Outcome] = DecisionCache(
+            cache_entries, cache_bytes, cache_ttl_s
+        )
+        self._limits = (max_request_id_chars, max_context_depth)
+        self._counters = Counters()
         self._watermark: dict[str, dict[str, int]] = {}
         self._max_candidates = max_lookup_candidates
         self._rule_reasons = rule_reasons
@@ -99,6 +115,21 @@ class Authorizer:
     def cache_stats(self) -> CacheStats:
         return self._cache.stats()
 
+    @property
+    def counters(self) -> Counters:
+        """Work done by decisions so far (Cedar evaluations and calls)."""
+        return self._counters
+
+    def configure_cache(self, max_entries: int, max_bytes: int, ttl_s: float) -> None:
+        """Change the decision cache's bounds (entries over them are evicted)."""
+        self._cache.configure(max_entries, max_bytes, ttl_s)
+
+    def clear_cache(self) -> int:
+        """Forget every cached decision; returns how many there were."""
+        n = len(self._cache)
+        self._invalidate()
+        return n
+
     def _make_state(self) -> State:
         rels = self._engine.relations()
         return State(
@@ -109,6 +140,7 @@ class Authorizer:
             B.DENY in rels,
             self._memo,
             self._rule_reasons,
+            self._counters,
         )
 
     def _invalidate(self) -> None:
@@ -151,7 +183,26 @@ class Authorizer:
             },
         }
 
+    def validate_bundle(self, bundle: Mapping[str, Any]) -> Bundle:
+        """Check ``bundle`` as ``load_bundle`` would, without activating it (the Datalog is
+        compiled on an empty engine: arity conflicts with stored facts show only at load)."""
+        active = self.policy_version
+        version = bundle.get("version") if isinstance(bundle, Mapping) else None
+        if active is not None and isinstance(version, int) and version <= active:
+            raise StaleBundleError(
+                f"version {version} is not higher than the active version {active}", "version"
+            )
+        return compile_bundle(
+            dict(bundle) if isinstance(bundle, Mapping) else bundle, self._factory
+        )
+
     # -- events -------------------------------------------------------------------------
+
+    def validate_events(self, events: Sequence[object], prefix: str = "events") -> None:
+        """Check ``events`` against the active bundle as ``apply_batch`` would, without
+        applying them; raise :class:`~rune.policies.errors.EventError` naming the place."""
+        schema = self._bundle.schema if self._bundle is not None else None
+        plan(events, self._store, schema, prefix, self._engine.arity)
 
     def apply(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
         """Apply one fact or entity event; returns the engine's changes (relation -> Change)."""
@@ -190,7 +241,7 @@ class Authorizer:
         """Decide one request; never raises on bad input (deny with an ``error`` field)."""
         start = time.perf_counter_ns()
         try:
-            req = parse_request(request)
+            req = parse_request(request, *self._limits)
         except RequestError as exc:
             return self._bad(request, exc, start)
         if req.explain:
@@ -212,7 +263,7 @@ class Authorizer:
         cache = self._cache
         for i, raw in enumerate(raws):
             try:
-                req = parse_request(raw)
+                req = parse_request(raw, *self._limits)
             except RequestError as exc:
                 out[i] = self._bad(raw, exc, start)
                 continue
@@ -249,7 +300,8 @@ class Authorizer:
         return d
 
     def _bad(self, raw: object, exc: RequestError, start: int) -> dict[str, Any]:
-        return self._decision(read_id(raw), Outcome(False, (), (), str(exc)), start)
+        rid = read_id(raw, self._limits[0])
+        return self._decision(rid, Outcome(False, (), (), str(exc)), start)
 
     # -- reverse queries ---------------------------------------------------------------
 

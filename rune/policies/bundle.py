@@ -17,6 +17,7 @@ import orjson
 
 from rune.errors import RuneError
 from rune.ivm.errors import DatalogError
+from rune.ivm.parser import parse
 from rune.ivm.values import EntityRef
 from rune.policies import builtins as B
 from rune.policies.cedartext import PolicyInfo, locate_parse_error, policy_info
@@ -149,6 +150,7 @@ def _validate(
 
 def _check_datalog(datalog: str, compile_datalog: Callable[[str], Views]) -> None:
     try:
+        parse(datalog)  # syntax errors located in the bundle's own text, not the prelude
         engine = compile_datalog(datalog_source(datalog))
     except DatalogError as exc:
         raise datalog_error(exc, datalog) from None

@@ -15,7 +15,7 @@ deny with Cedar's message in ``errors`` (fail closed, even if Datalog allows).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import cedarpy
@@ -31,7 +31,7 @@ from rune.policies.slice import FragmentMemo, Slice
 from rune.policies.uids import uid_json
 from rune.policies.views import Views
 
-__all__ = ["DATALOG_ALLOW", "DATALOG_DENY", "Outcome", "State", "decide"]
+__all__ = ["DATALOG_ALLOW", "DATALOG_DENY", "Counters", "Outcome", "State", "decide"]
 
 DATALOG_ALLOW: Final = "datalog:allow"
 DATALOG_DENY: Final = "datalog:deny"
@@ -50,6 +50,17 @@ class State:
     memo: FragmentMemo
     rule_reasons: bool = False
     """Name the deriving rule in Datalog reasons (``datalog:allow@3:1``); costs an explain."""
+    counters: Counters = field(default_factory=lambda: Counters())
+
+
+@dataclass(slots=True)
+class Counters:
+    """Work done by decisions (exported as metrics)."""
+
+    cedar_evaluations: int = 0
+    """Requests evaluated by Cedar (cache hits and Datalog-only bundles do not count)."""
+    cedar_calls: int = 0
+    """Calls into cedarpy (one per batch)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +128,8 @@ def _cedar_union(requests: Sequence[Request], state: State, bundle: Bundle) -> l
         }
         for r in requests
     ]
+    state.counters.cedar_evaluations += len(cedar_requests)
+    state.counters.cedar_calls += 1
     results = cedarpy.is_authorized_batch(
         cedar_requests, bundle.policies, sl.to_json(), schema=bundle.schema
     )

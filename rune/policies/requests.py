@@ -52,16 +52,20 @@ class Request:
     the context in canonical JSON (``id`` and ``explain`` are not part of it)."""
 
 
-def read_id(raw: object) -> str | None:
+def read_id(raw: object, max_id_chars: int = MAX_REQUEST_ID_CHARS) -> str | None:
     """The request id if it can be read (a string within the size limit), else None."""
     if isinstance(raw, dict):
         rid = raw.get("id")
-        if isinstance(rid, str) and len(rid) <= MAX_REQUEST_ID_CHARS:
+        if isinstance(rid, str) and len(rid) <= max_id_chars:
             return rid
     return None
 
 
-def parse_request(raw: object) -> Request:
+def parse_request(
+    raw: object,
+    max_id_chars: int = MAX_REQUEST_ID_CHARS,
+    max_context_depth: int = MAX_CONTEXT_DEPTH,
+) -> Request:
     """Validate a request; raise :class:`RequestError` naming the bad field."""
     if not isinstance(raw, dict):
         raise RequestError(f"a request is an object, got {kind(raw)}")
@@ -72,8 +76,8 @@ def parse_request(raw: object) -> Request:
     rid = raw.get("id")
     if not isinstance(rid, str):
         raise RequestError(f"'id' must be a string, got {kind(rid)}", "id")
-    if len(rid) > MAX_REQUEST_ID_CHARS:
-        raise RequestError(f"'id' longer than {MAX_REQUEST_ID_CHARS} characters", "id")
+    if len(rid) > max_id_chars:
+        raise RequestError(f"'id' longer than {max_id_chars} characters", "id")
     parts = []
     for name in ("principal", "action", "resource"):
         obj = raw.get(name, _MISSING)
@@ -92,7 +96,7 @@ def parse_request(raw: object) -> Request:
             "context",
             RequestError,
             refs,
-            max_depth=MAX_CONTEXT_DEPTH,
+            max_depth=max_context_depth,
             budget=MAX_CONTEXT_NODES,
         )
     explain = raw.get("explain", False)

@@ -15,22 +15,24 @@ import signal
 from collections.abc import Callable
 
 from rune.authorizer import Authorizer
+from rune.config import Settings
 from rune.connectors.base import Log, TopicSpec
+from rune.ops.audit import Audit
+from rune.ops.metrics import Metrics, ServiceView
 from rune.streams.changefeed import Changefeed
 from rune.streams.context import Context
 from rune.streams.errors import StartupError
 from rune.streams.ingest import Ingest
 from rune.streams.serve import Serve
-from rune.streams.settings import Settings
 
-__all__ = ["Service", "topic_specs"]
+__all__ = ["Service", "build_authorizer", "topic_specs"]
 
 COMPACT = {"cleanup.policy": "compact"}
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """The topics RUNE uses; facts, policies and changes are compacted."""
-    t, n = settings.topics, settings.partitions
+    t, n = settings.topics, settings.kafka.partitions
     return [
         TopicSpec(t.facts, n, COMPACT),
         TopicSpec(t.policies, 1, COMPACT),
@@ -41,7 +43,29 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+def build_authorizer(settings: Settings) -> Authorizer:
+    """An Authorizer with the cache, request limits and Datalog options of ``settings``."""
+    from rune.ivm import Engine
+
+    d = settings.datalog
+
+    def engine(source: str) -> Engine:
+        return Engine(source, max_iterations=d.max_iterations, optimize=d.enable_optimizations)
+
+    c, s = settings.cache, settings.server
+    return Authorizer(
+        cache_entries=c.max_entries,
+        cache_bytes=int(c.max_size_mb * 1024 * 1024),
+        cache_ttl_s=c.ttl_seconds,
+        max_request_id_chars=s.max_id_chars,
+        max_context_depth=s.max_context_depth,
+        engine_factory=engine,
+    )
+
+
 class Service:
+    """The stream service over one log; ``ctx`` is what its stages (and the HTTP layer) share."""
+
     def __init__(
         self,
         settings: Settings,
@@ -50,10 +74,24 @@ class Service:
         authorizer: Authorizer | None = None,
         notice: Callable[[str], None] | None = None,
     ) -> None:
-        az = authorizer or Authorizer(cache_entries=settings.cache_entries)
-        self.ctx = Context(settings, log, az)
+        az = authorizer or build_authorizer(settings)
+        metrics = Metrics()
+        self.ctx = Context(settings, log, az, metrics, Audit(settings.logging, metrics))
         if notice is not None:
             self.ctx.notice = notice
+        ctx = self.ctx
+        metrics.bind(
+            ServiceView(
+                az,
+                lambda: {
+                    name: value
+                    for name in ctx.stats.__slots__
+                    if isinstance(value := getattr(ctx.stats, name), int)
+                },
+                lambda: ctx.stats.dead_letter_stages,
+                ctx.ready.is_set,
+            )
+        )
         self.ingest = Ingest(self.ctx)
         self.serve = Serve(self.ctx)
         self.changefeed = Changefeed(self.ctx)
@@ -61,6 +99,32 @@ class Service:
 
     def stop(self) -> None:
         self.ctx.stopping.set()
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Switch to ``settings`` (already limited to what may change while running)."""
+        c = settings.cache
+        self.ctx.authorizer.configure_cache(
+            c.max_entries, int(c.max_size_mb * 1024 * 1024), c.ttl_seconds
+        )
+        self.ctx.audit.configure(settings.logging)
+        self.ctx.settings = settings
+
+    async def refresh_lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the log end per ingested and served partition (for metrics)."""
+        ctx = self.ctx
+        positions = dict(self.ingest.positions)
+        if not positions:
+            return {}
+        topics = list(self.ingest.topics)
+        if self.serve.opened:
+            positions.update(await self.serve.positions())
+            topics.append(ctx.settings.topics.requests)
+        ends = await ctx.log.end_offsets(topics)
+        lag = {tp: max(0, end - positions.get(tp, 0)) for tp, end in ends.items()}
+        view = ctx.metrics.view
+        if view is not None:
+            view.lag = lag
+        return lag
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -130,7 +194,7 @@ class Service:
         ctx.progress.set()
         # finish the in-flight batches (bounded), then answer what became ready meanwhile
         _, pending = await asyncio.wait(
-            [*tasks, wait_task], timeout=ctx.settings.shutdown_timeout_s
+            [*tasks, wait_task], timeout=ctx.settings.stream.shutdown_timeout_s
         )
         for task in pending:
             task.cancel()

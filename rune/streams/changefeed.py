@@ -45,7 +45,7 @@ def _value(relation: str, row: tuple[Any, ...]) -> bytes:
 class Changefeed:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.relations = tuple(ctx.settings.changefeed_relations)
+        self.relations = tuple(ctx.settings.stream.changefeed_relations)
         self.instance = uuid.uuid4().hex[:12]
         self._live = False
         self._last_checkpoint = 0.0
@@ -135,7 +135,7 @@ class Changefeed:
 
     async def maybe_checkpoint(self) -> None:
         if self._live and time.monotonic() - self._last_checkpoint >= (
-            self.ctx.settings.checkpoint_interval_s
+            self.ctx.settings.stream.checkpoint_interval_s
         ):
             await self.checkpoint()
 

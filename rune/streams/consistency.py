@@ -4,15 +4,19 @@ produced; a request carrying one is decided only once every named record is appl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
 import itertools
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from rune.connectors.base import Record
+from rune.streams.context import Context
 
-__all__ = ["Token", "Waiting", "WaitingRoom", "parse_token", "satisfied"]
+__all__ = ["Token", "Waiting", "WaitingRoom", "parse_token", "satisfied", "wait_for_token"]
 
 Token = dict[str, dict[str, int]]
 
@@ -52,6 +56,22 @@ def satisfied(token: Token, watermark: Mapping[str, Mapping[str, int]]) -> bool:
         for t, parts in token.items()
         for p, off in parts.items()
     )
+
+
+async def wait_for_token(ctx: Context, token: Token, timeout_s: float) -> bool:
+    """Wait until the applied watermark satisfies ``token`` (True) or ``timeout_s`` passes or
+    the service stops (False). For one-off waiters (HTTP); the stream path uses
+    :class:`WaitingRoom`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        step = ctx.next_step  # taken before the check: no wake-up can be missed
+        if satisfied(token, ctx.authorizer.watermark):
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or ctx.stopping.is_set():
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(step.wait(), remaining)
 
 
 @dataclass(order=True, slots=True)

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 import structlog
 
 from rune.authorizer import Authorizer
+from rune.config import Settings
 from rune.connectors.base import Log
-from rune.streams.settings import Settings
+from rune.ops.audit import Audit
+from rune.ops.metrics import Metrics
 
 __all__ = ["Context", "Stats"]
 
@@ -26,6 +28,7 @@ class Stats:
     decisions: int = 0
     stale: int = 0
     dead_letters: int = 0
+    dead_letter_stages: dict[str, int] = field(default_factory=dict)
     changes_published: int = 0
     checkpoints: int = 0
 
@@ -37,8 +40,11 @@ def _log_notice(message: str) -> None:
 @dataclass(slots=True)
 class Context:
     settings: Settings
+    """The active settings; a reload replaces the object (read it anew on every use)."""
     log: Log
     authorizer: Authorizer
+    metrics: Metrics
+    audit: Audit
     notice: Callable[[str], None] = _log_notice
     """Where human-readable notices go (rejections, dead letters)."""
     stats: Stats = field(default_factory=Stats)
@@ -47,3 +53,11 @@ class Context:
     progress: asyncio.Event = field(default_factory=asyncio.Event)
     """Set after every applied ingest step (waiting requests re-check their tokens)."""
     last_rejection: str | None = None
+    next_step: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set (and replaced) after every applied ingest step: grab it, check, then await it."""
+
+    def stepped(self) -> None:
+        """Wake everything waiting for the next applied step."""
+        done, self.next_step = self.next_step, asyncio.Event()
+        done.set()
+        self.progress.set()

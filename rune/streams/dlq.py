@@ -46,3 +46,6 @@ async def publish(ctx: Context, items: list[tuple[Record, str, str]]) -> None:
         ctx.notice(f"{record.where}: {error}")
     await ctx.log.produce([dead_letter(ctx, r, s, e) for r, s, e in items])
     ctx.stats.dead_letters += len(items)
+    stages = ctx.stats.dead_letter_stages
+    for _record, stage, _error in items:
+        stages[stage] = stages.get(stage, 0) + 1

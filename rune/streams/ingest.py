@@ -9,6 +9,7 @@ watermark of its partition.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,7 +65,7 @@ class Ingest:
     async def poll(self) -> int:
         """Fetch one batch and apply it; returns the number of records."""
         assert self._reader is not None
-        s = self.ctx.settings
+        s = self.ctx.settings.stream
         records = await self._reader.fetch(s.ingest_batch, s.poll_timeout_s)
         if records:
             await self.step(records)
@@ -79,7 +80,12 @@ class Ingest:
         policies = [r for r in records if r.topic == ctx.settings.topics.policies]
         facts = [r for r in records if r.topic != ctx.settings.topics.policies]
         loaded = ctx.stats.bundles_loaded
-        dead: Dead = apply_bundles(ctx, policies) if policies else []
+        timer = ctx.metrics.datalog_time
+        dead: Dead = []
+        if policies:
+            start = time.perf_counter()
+            dead = apply_bundles(ctx, policies)
+            timer.labels("bundle").observe(time.perf_counter() - start)
         resync = ctx.stats.bundles_loaded != loaded
         good: list[tuple[Record, dict[str, Any]]] = []
         for record in facts:
@@ -88,14 +94,17 @@ class Ingest:
             except DecodeError as exc:
                 ctx.stats.records_undecodable += 1
                 dead.append((record, "ingest", str(exc)))
+        start = time.perf_counter()
         changes = self._apply(good, dead)
+        if good:
+            timer.labels("events").observe(time.perf_counter() - start)
         az = ctx.authorizer
         for record in records:
             az.advance_watermark(record.topic, record.partition, record.offset)
         for callback in self.on_changes:
             await callback(changes, resync)
         await dlq.publish(ctx, dead)
-        ctx.progress.set()
+        ctx.stepped()
 
     def _apply(self, good: list[tuple[Record, dict[str, Any]]], dead: Dead) -> dict[str, Any]:
         if not good:

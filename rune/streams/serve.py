@@ -33,11 +33,16 @@ class Serve:
 
     async def open(self) -> None:
         s = self.ctx.settings
-        self._reader = await self.ctx.log.subscribe(s.topics.requests, s.group_id)
+        self._reader = await self.ctx.log.subscribe(s.topics.requests, s.kafka.group_id)
 
     async def close(self) -> None:
         if self._reader is not None:
-            await self._reader.close()
+            reader, self._reader = self._reader, None
+            await reader.close()
+
+    @property
+    def opened(self) -> bool:
+        return self._reader is not None
 
     async def positions(self) -> dict[tuple[str, int], int]:
         assert self._reader is not None
@@ -50,7 +55,7 @@ class Serve:
     async def poll(self) -> int:
         """Fetch one batch of requests and answer those that need not wait."""
         assert self._reader is not None
-        s = self.ctx.settings
+        s = self.ctx.settings.stream
         records = await self._reader.fetch(s.serve_batch, s.poll_timeout_s)
         if not records:
             return 0
@@ -62,7 +67,7 @@ class Serve:
         dead: list[tuple[Record, str, str]] = []
         watermark = self.ctx.authorizer.watermark
         for record in records:
-            request, error = _decode(record)
+            request, error = _decode(record, self.ctx.settings.server.max_id_chars)
             if request is None:
                 dead.append((record, "serve", error))
                 continue
@@ -86,7 +91,7 @@ class Serve:
         """Answer waiting requests whose tokens are satisfied or whose wait expired."""
         ready, expired = self.waiting.take(self.ctx.authorizer.watermark, time.monotonic())
         if ready or expired:
-            wait = self.ctx.settings.token_wait_s
+            wait = self.ctx.settings.stream.token_wait_s
             await self._answer(
                 [(w.record, _without_token(w.request, None)) for w in ready],
                 [
@@ -119,6 +124,9 @@ class Serve:
             decisions = ctx.authorizer.check_batch([req for _, req in answer]) if answer else []
             for _record, request, error in stale:
                 decisions.append(_stale(ctx, request, error))
+            ctx.audit.decided(
+                [req for _, req in answer] + [req for _, req, _ in stale], decisions, "kafka"
+            )
             records = [r for r, _ in answer] + [r for r, _, _ in stale]
             topic = ctx.settings.topics.decisions
             out = [
@@ -148,14 +156,14 @@ class Serve:
         self.tracker.mark_committed(offsets)
 
 
-def _decode(record: Record) -> tuple[dict[str, Any] | None, str]:
+def _decode(record: Record, max_id_chars: int) -> tuple[dict[str, Any] | None, str]:
     if record.value is None:
         return None, "request record without a value"
     try:
         request = orjson.loads(record.value)
     except orjson.JSONDecodeError as exc:
         return None, f"invalid JSON: {exc}"
-    if read_id(request) is None:
+    if read_id(request, max_id_chars) is None:
         return None, "request without a readable id"
     assert isinstance(request, dict)
     return request, ""
@@ -169,7 +177,7 @@ def _without_token(request: dict[str, Any], error: None = None) -> dict[str, Any
 def _stale(ctx: Context, request: dict[str, Any], error: str) -> dict[str, Any]:
     az = ctx.authorizer
     return {
-        "id": read_id(request),
+        "id": read_id(request, ctx.settings.server.max_id_chars),
         "decision": "deny",
         "reasons": [],
         "errors": [],

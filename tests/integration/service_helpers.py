@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from rune.config import Settings, Topics, load_settings
 from rune.connectors.kafka import KafkaLog
-from rune.streams import Service, Settings, Topics, event_key, load_settings
+from rune.streams import Service, event_key
 
 TopicFactory = Callable[..., Awaitable[str]]
 DEADLINE_S = 30.0
@@ -30,9 +31,10 @@ async def make_topics(kafka_topics: TopicFactory, partitions: int = 2) -> Topics
     )
 
 
-def settings_for(bootstrap: str, topics: Topics, **kw: Any) -> Settings:
-    group = kw.pop("group_id", f"rune-test-{topics.requests[-12:]}")
-    return load_settings(None, kafka=bootstrap, topics=topics, group_id=group, **kw)
+def settings_for(bootstrap: str, topics: Topics, partitions: int = 3, **stream: Any) -> Settings:
+    group = f"rune-test-{topics.requests[-12:]}"
+    kafka = {"bootstrap": bootstrap, "group_id": group, "partitions": partitions}
+    return load_settings(None, {"kafka": kafka, "topics": topics.model_dump(), "stream": stream})
 
 
 class Client:
@@ -118,8 +120,7 @@ async def client(bootstrap: str, topics: Topics) -> AsyncIterator[Client]:
 
 @asynccontextmanager
 async def service(settings: Settings) -> AsyncIterator[Service]:
-    assert settings.kafka is not None
-    svc = Service(settings, KafkaLog(settings.kafka), notice=lambda m: None)
+    svc = Service(settings, KafkaLog(settings.kafka.bootstrap), notice=lambda m: None)
     task = asyncio.create_task(svc.run())
     ready = asyncio.create_task(svc.ctx.ready.wait())
     await asyncio.wait([task, ready], timeout=DEADLINE_S, return_when="FIRST_COMPLETED")

@@ -11,7 +11,6 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
 from rune.authorizer import Authorizer
-from rune.streams import load_settings
 from tests.integration.service_helpers import (
     DEADLINE_S,
     TopicFactory,
@@ -65,7 +64,7 @@ async def test_missing_topics_are_created_compacted(
 ) -> None:
     import uuid
 
-    from rune.streams import Topics
+    from rune.config import Topics
 
     suffix = uuid.uuid4().hex[:10]
     topics = Topics(**{role: f"rune-test.create.{role}.{suffix}" for role in Topics.model_fields})
@@ -183,4 +182,3 @@ async def test_two_instances_share_requests_with_full_views(
             for s in (s1, s2):
                 assert len(list(s.ctx.authorizer.engine.lookup("ok", (None, None, None)))) == 40
     assert all(got[i]["decision"] == "allow" for i in ids)
-    _ = load_settings

@@ -10,9 +10,10 @@ from typing import Any
 
 import orjson
 
+from rune.config import load_settings
 from rune.connectors.base import Outgoing, Position
 from rune.connectors.embedded import EmbeddedLog
-from rune.streams import Service, event_key, load_settings
+from rune.streams import Service, event_key
 
 U = {"type": "User", "id": "u"}
 A = {"type": "Action", "id": "read"}
@@ -72,10 +73,14 @@ class Client:
 
 
 @asynccontextmanager
-async def running(**settings: Any) -> AsyncIterator[Client]:
+async def running(**stream: Any) -> AsyncIterator[Client]:
     log = EmbeddedLog()
     notices: list[str] = []
-    service = Service(load_settings(None, partitions=2, **settings), log, notice=notices.append)
+    service = Service(
+        load_settings(None, {"kafka": {"partitions": 2}, "stream": stream}),
+        log,
+        notice=notices.append,
+    )
     service.notices = notices  # type: ignore[attr-defined]
     task = asyncio.create_task(service.run())
     await service.ctx.ready.wait()

@@ -7,9 +7,10 @@ import asyncio
 
 import orjson
 
+from rune.config import load_settings
 from rune.connectors.base import Outgoing
 from rune.connectors.embedded import EmbeddedLog
-from rune.streams import Service, load_settings
+from rune.streams import Service
 from rune.streams.changefeed import CHECKPOINT_KEY
 from tests.streams.harness import BUNDLE, A, D, U, fact, running
 
@@ -133,7 +134,9 @@ async def test_changefeed_is_the_current_set_with_checkpoints() -> None:
 
 async def test_restart_rebuilds_views_and_reconciles_changefeed() -> None:
     log = EmbeddedLog()
-    settings = load_settings(None, partitions=1, changefeed_relations=("ok",))
+    settings = load_settings(
+        None, {"kafka": {"partitions": 1}, "stream": {"changefeed_relations": ("ok",)}}
+    )
     s1 = Service(settings, log, notice=lambda m: None)
     t1 = asyncio.create_task(s1.run())
     await s1.ctx.ready.wait()

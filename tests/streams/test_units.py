@@ -1,18 +1,14 @@
-"""Pure pieces of the service: record keys, offset tracking, consistency tokens, settings."""
+"""Pure pieces of the service: record keys, offset tracking, consistency tokens."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from pydantic import ValidationError
 
 from rune.connectors.base import Record
 from rune.streams.consistency import TokenError, WaitingRoom, parse_token, satisfied
 from rune.streams.errors import DecodeError
 from rune.streams.keys import event_key, tombstone_event
 from rune.streams.offsets import OffsetTracker
-from rune.streams.settings import load_settings
 
 U = {"type": "User", "id": "alice"}
 G = {"type": "Group", "id": "eng"}
@@ -81,21 +77,3 @@ def test_waiting_room_releases_ready_and_expired() -> None:
     ready, expired = room.take({"f": {"0": 3}}, now=6.0)
     assert not ready and [w.request["id"] for w in expired] == ["b"]
     assert len(room) == 0
-
-
-def test_settings_layering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    toml = tmp_path / "rune.toml"
-    toml.write_text('group_id = "from-file"\ntoken_wait_s = 2.5\n[topics]\nfacts = "f1"\n')
-    monkeypatch.setenv("RUNE_TOKEN_WAIT_S", "1.5")
-    monkeypatch.setenv("RUNE_TOPICS__REQUESTS", "r1")
-    s = load_settings(toml, group_id="from-flag")
-    assert (s.group_id, s.token_wait_s, s.topics.facts, s.topics.requests) == (
-        "from-flag",
-        1.5,
-        "f1",
-        "r1",
-    )
-    with pytest.raises(ValidationError):  # frozen
-        s.group_id = "x"  # type: ignore[misc]
-    with pytest.raises(ValidationError):  # validated
-        load_settings(None, serve_batch=0)

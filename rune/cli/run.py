@@ -1,4 +1,4 @@
-"""The ``rune`` command line.
+"""``rune run``: the streaming service.
 
 ``rune run --kafka HOST:PORT`` runs the streaming service on Kafka. Without ``--kafka`` the
 same service runs on its embedded default: an in-process log fed from files (a policy bundle,
@@ -11,57 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import IO
 
 import click
 import orjson
-from pydantic import ValidationError
 
+from rune.cli.options import load_from_flags, service_options
+from rune.config import Settings
 from rune.connectors.base import Outgoing
 from rune.connectors.files import FileLog
 from rune.errors import RuneError
+from rune.ops.logs import configure_logging
 from rune.streams.app import Service
 from rune.streams.keys import event_key
-from rune.streams.settings import Settings, Topics, load_settings
 
 EXAMPLE = resources.files("rune") / "examples" / "drive"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """RUNE: a Kafka-native streaming authorization engine (incremental Datalog + Cedar)."""
-
-
-@main.command()
-@click.option(
-    "--kafka",
-    metavar="HOST:PORT",
-    default=None,
-    help="Kafka bootstrap address (env RUNE_KAFKA). Without it: the embedded log over files.",
-)
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="TOML settings file (see docs/streaming.md).",
-)
-@click.option("--group-id", default=None, help="Consumer group of the request topic.")
-@click.option(
-    "--topic",
-    "topic_overrides",
-    multiple=True,
-    metavar="ROLE=NAME",
-    help="Topic name, e.g. facts=my.facts (roles: facts policies requests decisions changes dlq).",
-)
-@click.option("--token-wait", type=float, default=None, help="Seconds a token may be waited for.")
-@click.option(
-    "--changefeed",
-    "changefeed_relations",
-    multiple=True,
-    metavar="RELATION",
-    help="Publish changes of this derived relation to the changes topic (repeatable).",
-)
+@click.command()
+@service_options
 @click.option(
     "--bundle",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -99,34 +69,26 @@ def run(
     decisions: IO[bytes],
     batch_size: int | None,
 ) -> None:
-    """Run the service: on Kafka with --kafka, else on the embedded log fed from files."""
-    try:
-        settings = load_settings(
-            config,
-            kafka=kafka,
-            group_id=group_id,
-            token_wait_s=token_wait,
-            ingest_batch=batch_size,
-            changefeed_relations=changefeed_relations or None,
-        )
-        if topic_overrides:
-            names = settings.topics.model_dump()
-            for item in topic_overrides:
-                role, _, name = item.partition("=")
-                if role not in names or not name:
-                    raise click.BadParameter(
-                        f"expected ROLE=NAME, got {item!r}", param_hint="--topic"
-                    )
-                names[role] = name
-            settings = Settings.model_validate(
-                {**settings.model_dump(), "topics": Topics.model_validate(names)}
-            )
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from exc
-    if settings.kafka:
-        _run_kafka(settings)
-    else:
+    """Run the stream service: on Kafka with --kafka, else on the embedded log over files.
+
+    Embedded, it reads a bundle, fact/entity events and requests from files (the bundled
+    example by default), writes one decision per request and exits once all are answered.
+    On Kafka it runs until SIGTERM/SIGINT.
+    """
+    settings = load_from_flags(
+        config,
+        kafka,
+        group_id,
+        topic_overrides,
+        token_wait,
+        changefeed_relations,
+        stream={"ingest_batch": batch_size},
+    ).settings
+    configure_logging(settings.logging)
+    if settings.embedded:
         _run_embedded(settings, bundle, events, requests_path, decisions)
+    else:
+        _run_kafka(settings)
 
 
 def _notice(message: str) -> None:
@@ -136,10 +98,8 @@ def _notice(message: str) -> None:
 def _run_kafka(settings: Settings) -> None:
     from rune.connectors.kafka import KafkaLog
 
-    assert settings.kafka is not None
-    log = KafkaLog(
-        settings.kafka, client_id=settings.client_id, isolation_level=settings.isolation_level
-    )
+    k = settings.kafka
+    log = KafkaLog(k.bootstrap, client_id=k.client_id, isolation_level=k.isolation_level)
     service = Service(settings, log, notice=_notice)
 
     async def main_() -> None:
@@ -202,13 +162,3 @@ def _run_embedded(
         err=True,
     )
     click.echo(f"rune: {s.decisions} decisions written", err=True)
-
-
-@main.command()
-def version() -> None:
-    """Print the installed version of RUNE."""
-    click.echo(metadata.version("rune"))
-
-
-if __name__ == "__main__":
-    main()

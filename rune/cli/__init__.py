@@ -1,0 +1,43 @@
+"""The ``rune`` command line: one module per command family.
+
+- ``rune run``: the stream service (Kafka, or the embedded log over files), ``run.py``
+- ``rune serve``: the stream service plus the HTTP API, ``serve.py``
+- ``rune check`` / ``rune explain`` / ``rune benchmark``: offline tools, ``offline.py``
+- ``rune config check|migrate``: settings files, ``config.py``
+- ``rune topics create|list``: the Kafka topics, ``topics.py``
+- ``rune version``
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import click
+
+from rune.cli.config import config
+from rune.cli.offline import benchmark, check, explain
+from rune.cli.run import run
+from rune.cli.serve import serve
+from rune.cli.topics import topics
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """RUNE: a Kafka-native streaming authorization engine (incremental Datalog + Cedar).
+
+    Start with `rune run` (the bundled example, no Kafka needed) or `rune serve` (the HTTP
+    API on the same example). Settings: `--config FILE`, RUNE_* variables
+    (docs/OPERATIONS.md).
+    """
+
+
+@main.command()
+def version() -> None:
+    """Print the installed version of RUNE."""
+    click.echo(metadata.version("rune"))
+
+
+for command in (run, serve, check, explain, benchmark, config, topics):
+    main.add_command(command)

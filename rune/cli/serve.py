@@ -1,0 +1,165 @@
+"""``rune serve``: the stream service plus the HTTP API (docs/API.md, docs/OPERATIONS.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from rune.cli.options import load_from_flags, service_options
+from rune.config import Settings
+from rune.connectors.base import Log, Outgoing
+from rune.errors import RuneError
+from rune.ops.logs import configure_logging
+
+__all__ = ["serve"]
+
+EXAMPLE = resources.files("rune") / "examples" / "drive"
+WORKER_ENV = "RUNE_WORKER_INDEX"
+
+
+@click.command()
+@service_options
+@click.option("--host", default=None, help="Interface to listen on (server.host).")
+@click.option("--port", type=int, default=None, help="HTTP port (server.port; 0: any free).")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Processes, each a full replica sharing the port (server.workers; Kafka mode only).",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Embedded: policy bundle loaded at start. Default: the bundled example.",
+)
+@click.option(
+    "--events",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Embedded: fact/entity events (JSONL) applied at start. Default: the bundled example.",
+)
+@click.option(
+    "--empty", is_flag=True, help="Embedded: start without the example (post a bundle first)."
+)
+def serve(
+    kafka: str | None,
+    config: Path | None,
+    group_id: str | None,
+    topic_overrides: tuple[str, ...],
+    token_wait: float | None,
+    changefeed_relations: tuple[str, ...],
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    bundle: Path | None,
+    events: Path | None,
+    empty: bool,
+) -> None:
+    """Serve the HTTP API (authorize, events, bundles, lookups, health, metrics, admin)
+    next to the stream service, on one event loop.
+
+    Without --kafka it runs on the embedded log, preloaded with the bundled example, so
+    `rune serve` works with nothing else installed:
+
+        rune serve --port 8080
+        curl -s localhost:8080/v1/authorize -d @request.json
+
+    SIGHUP reloads the settings; SIGTERM drains (readiness fails, in-flight requests are
+    answered) and exits 0.
+    """
+    flags: dict[str, Any] = {
+        "server": {"host": host, "port": port, "workers": workers},
+    }
+    loaded = load_from_flags(
+        config, kafka, group_id, topic_overrides, token_wait, changefeed_relations, **flags
+    )
+    settings = loaded.settings
+    configure_logging(settings.logging)
+    if settings.server.workers > 1 and WORKER_ENV not in os.environ:
+        sys.exit(_supervise(settings.server.workers))
+    overrides = {
+        "kafka": {"bootstrap": kafka, "group_id": group_id},
+        "stream": {"token_wait_s": token_wait},
+        **flags,
+    }
+    log = _log(settings, None if empty else (bundle, events))
+    try:
+        asyncio.run(_serve(settings, log, config, overrides))
+    except RuneError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+async def _serve(
+    settings: Settings, log: Log, config: Path | None, overrides: dict[str, Any]
+) -> None:
+    from rune.http.server import Server
+
+    server = Server(
+        settings,
+        log,
+        config_path=config,
+        overrides=overrides,
+        reuse_port=WORKER_ENV in os.environ,
+    )
+    server.install_signal_handlers()
+    await server.run()
+
+
+def _log(settings: Settings, preload: tuple[Path | None, Path | None] | None) -> Log:
+    if not settings.embedded:
+        from rune.connectors.kafka import KafkaLog
+
+        k = settings.kafka
+        return KafkaLog(k.bootstrap, client_id=k.client_id, isolation_level=k.isolation_level)
+    from rune.connectors.embedded import EmbeddedLog
+    from rune.streams.app import topic_specs
+    from rune.streams.keys import event_key
+
+    log = EmbeddedLog()
+    for spec in topic_specs(settings):
+        log.create_topic(spec.name, spec.partitions, spec.configs)
+    if preload is None:
+        return log
+    bundle, events = preload
+    t = settings.topics
+    raw = bundle.read_bytes() if bundle else (EXAMPLE / "bundle.json").read_bytes()
+    log.append(Outgoing(t.policies, b"default", raw), str(bundle or "example bundle"))
+    lines = events.read_bytes() if events else (EXAMPLE / "events.jsonl").read_bytes()
+    import orjson
+
+    for n, line in enumerate(lines.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            key = event_key(orjson.loads(line))
+        except (orjson.JSONDecodeError, RuneError, TypeError, AttributeError):
+            key = None  # ingest reports the bad line with its origin and dead-letters it
+        log.append(Outgoing(t.facts, key, line), f"{events or 'example events'}:{n}")
+    return log
+
+
+def _supervise(workers: int) -> int:
+    """Run ``workers`` copies of this command sharing the port (SO_REUSEPORT); forward
+    SIGTERM/SIGINT/SIGHUP; return the worst exit code."""
+    argv = [sys.executable, "-m", "rune.cli", *sys.argv[1:], "--workers", "1"]
+    children = [
+        subprocess.Popen(argv, env={**os.environ, WORKER_ENV: str(i)}) for i in range(workers)
+    ]
+
+    def forward(sig: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, key=abs)

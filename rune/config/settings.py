@@ -1,0 +1,150 @@
+"""The settings model: one frozen, validated object with a section per concern.
+
+Every field has a default, so an empty file (or none) is a valid configuration: the embedded
+service on loopback. The TOML shape (``version = 2``) mirrors these sections one to one.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+__all__ = [
+    "CURRENT_VERSION",
+    "Cache",
+    "Datalog",
+    "Kafka",
+    "Logging",
+    "Server",
+    "Settings",
+    "Stream",
+    "Topics",
+]
+
+CURRENT_VERSION: Final = 2
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Server(_Section):
+    """The HTTP API (``rune serve``)."""
+
+    host: str = Field("127.0.0.1", description="interface to listen on; 0.0.0.0 in containers")
+    port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
+    workers: int = Field(
+        1, ge=1, le=64, description="processes, each a full replica (Kafka mode only)"
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="larger bodies get 413")
+    max_batch: int = Field(1000, ge=1, description="requests or events per POST")
+    max_id_chars: int = Field(256, ge=1, le=4096, description="request id length limit")
+    max_context_depth: int = Field(16, ge=1, le=256, description="nesting of request context")
+    rate_limit_per_s: float = Field(
+        1000.0, ge=0, description="per-client token bucket refill; 0 turns limiting off"
+    )
+    rate_limit_burst: int = Field(2000, ge=1, description="per-client bucket size")
+    admin_token: SecretStr = Field(
+        SecretStr(""), description="bearer token of /admin/*; empty disables admin routes"
+    )
+
+
+class Cache(_Section):
+    """The decision cache (invalidated by every change of facts or bundle)."""
+
+    ttl_seconds: float = Field(300.0, ge=0, description="0: entries never expire by age")
+    max_size_mb: float = Field(64, ge=0)
+    max_entries: int = Field(100_000, ge=0, description="0 turns the cache off")
+
+
+class Datalog(_Section):
+    max_iterations: int | None = Field(
+        100_000, ge=1, description="semi-naive rounds per recursive stratum at materialization"
+    )
+    enable_optimizations: bool = Field(True, description="greedy join ordering")
+
+
+class Kafka(_Section):
+    bootstrap: str = Field("", description="HOST:PORT[,HOST:PORT]; empty: the embedded log")
+    group_id: str = Field("rune", min_length=1, description="consumer group of requests")
+    client_id: str = Field("rune", min_length=1)
+    partitions: int = Field(3, ge=1, description="partitions of topics RUNE creates")
+    isolation_level: Literal["read_uncommitted", "read_committed"] = "read_uncommitted"
+
+
+class Topics(_Section):
+    facts: str = "rune.facts"
+    policies: str = "rune.policies"
+    requests: str = "rune.requests"
+    decisions: str = "rune.decisions"
+    changes: str = "rune.changes"
+    dlq: str = "rune.dlq"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Topics:
+        names = list(self.model_dump().values())
+        if len(set(names)) != len(names):
+            raise ValueError(f"topic names must be distinct, got {names}")
+        return self
+
+
+class Stream(_Section):
+    """The stream service's loops."""
+
+    ingest_batch: int = Field(5000, ge=1, description="records applied per step")
+    serve_batch: int = Field(1000, ge=1, description="requests decided per step")
+    poll_timeout_s: float = Field(0.05, gt=0)
+    token_wait_s: float = Field(5.0, ge=0, description="bound on waiting for a token")
+    max_waiting: int = Field(100_000, ge=1, description="requests waiting for tokens")
+    changefeed_relations: tuple[str, ...] = ()
+    checkpoint_interval_s: float = Field(1.0, gt=0)
+    shutdown_timeout_s: float = Field(5.0, gt=0, description="bound on draining at stop")
+
+
+class Logging(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+    decisions: Literal["all", "deny", "none"] = Field(
+        "all", description="which decisions get a log line"
+    )
+    include_request: bool = Field(
+        False, description="decision records also carry principal, action and resource"
+    )
+    pseudonymize: bool = Field(
+        False, description="keyed hash of principal ids in logs and decision records"
+    )
+    pseudonym_key: SecretStr = Field(
+        SecretStr(""), description="HMAC key; required to pseudonymize"
+    )
+
+    @model_validator(mode="after")
+    def _key_present(self) -> Logging:
+        if self.pseudonymize and len(self.pseudonym_key.get_secret_value()) < 16:
+            raise ValueError("pseudonymize needs a pseudonym_key of at least 16 characters")
+        return self
+
+
+class Settings(_Section):
+    """Everything RUNE reads from configuration (``version`` is the file format's)."""
+
+    version: Literal[2] = CURRENT_VERSION
+    server: Server = Server()
+    cache: Cache = Cache()
+    datalog: Datalog = Datalog()
+    kafka: Kafka = Kafka()
+    topics: Topics = Topics()
+    stream: Stream = Stream()
+    logging: Logging = Logging()
+
+    @model_validator(mode="after")
+    def _workers_need_kafka(self) -> Settings:
+        if self.server.workers > 1 and not self.kafka.bootstrap:
+            raise ValueError(
+                "server.workers > 1 needs kafka.bootstrap: embedded replicas would not share state"
+            )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return not self.kafka.bootstrap

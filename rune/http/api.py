@@ -1,0 +1,252 @@
+"""The v1 API: authorize, events, bundles, reverse lookups.
+
+Requests and decisions are contract v1 (DESIGN.md §2). Decisions made here are audited
+(metrics, log line) and published to the decision topic like those of the request topic,
+acknowledged before the response is sent, so the decision log is complete.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from rune.connectors.base import Outgoing, Position
+from rune.errors import RuneError
+from rune.http.errors import HttpError
+from rune.http.limits import read_json
+from rune.http.runtime import RUNTIME, Runtime
+from rune.policies.errors import PolicyError, StaleBundleError
+from rune.policies.requests import parse_request
+from rune.streams.consistency import Token, TokenError, parse_token, wait_for_token
+from rune.streams.keys import event_key
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
+
+
+def _where(single: bool, i: int, location: str) -> str:
+    prefix = "" if single else f"[{i}]"
+    if not location:
+        return prefix
+    return f"{prefix}.{location}" if prefix else location
+
+
+def runtime(request: web.Request) -> Runtime:
+    """The runtime, once the service has caught up (503 before: views are incomplete)."""
+    rt = request.app[RUNTIME]
+    if not rt.ctx.ready.is_set():
+        raise HttpError(
+            503,
+            "not_ready",
+            "catching up with the fact and policy topics; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return rt
+
+
+async def _items(request: web.Request, rt: Runtime, what: str) -> tuple[list[Any], bool]:
+    """The body as a list of objects and whether it was a single object."""
+    s = rt.settings.server
+    body = await read_json(request, s.max_body_bytes)
+    single = not isinstance(body, list)
+    items = [body] if single else body
+    if not items:
+        raise HttpError(422, "invalid_request", f"an empty list holds no {what}")
+    if len(items) > s.max_batch:
+        raise HttpError(
+            413, "batch_too_large", f"{len(items)} {what} in one call; the limit is {s.max_batch}"
+        )
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise HttpError(
+                422,
+                "invalid_request",
+                f"each of the {what} is a JSON object",
+                _where(single, i, ""),
+            )
+    return items, single
+
+
+def _merge(tokens: list[Token]) -> Token:
+    out: Token = {}
+    for token in tokens:
+        for topic, parts in token.items():
+            mine = out.setdefault(topic, {})
+            for p, off in parts.items():
+                mine[p] = max(off, mine.get(p, -1))
+    return out
+
+
+def _token_of(positions: list[Position]) -> Token:
+    token: Token = {}
+    for pos in positions:
+        parts = token.setdefault(pos.topic, {})
+        key = str(pos.partition)
+        parts[key] = max(pos.offset, parts.get(key, -1))
+    return token
+
+
+@routes.post("/v1/authorize")
+async def authorize(request: web.Request) -> web.Response:
+    rt = runtime(request)
+    ctx = rt.ctx
+    s = rt.settings
+    items, single = await _items(request, rt, "requests")
+    ingested = frozenset({s.topics.facts, s.topics.policies})
+    tokens: list[Token] = []
+    checked: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        if "id" not in item:
+            item = {**item, "id": f"http-{uuid.uuid4().hex}"}
+        try:
+            token = parse_token(item, ingested)
+        except TokenError as exc:
+            where = _where(single, i, "consistency")
+            raise HttpError(422, "invalid_request", str(exc), where) from None
+        if token is not None:
+            tokens.append(token)
+        req = {k: v for k, v in item.items() if k != "consistency"}
+        try:
+            parse_request(req, s.server.max_id_chars, s.server.max_context_depth)
+        except PolicyError as exc:
+            where = _where(single, i, exc.location)
+            raise HttpError(422, "invalid_request", exc.message, where) from None
+        checked.append(req)
+    stale = None
+    if tokens:
+        token = _merge(tokens)
+        if not await wait_for_token(ctx, token, s.stream.token_wait_s):
+            stale = f"stale view: token {token} not applied in {s.stream.token_wait_s}s"
+    decisions = ctx.authorizer.check_batch(checked)
+    if stale is not None:
+        for d in decisions:
+            d.update(decision="deny", reasons=[], errors=[], error=stale)
+        ctx.stats.stale += len(decisions)
+    ctx.audit.decided(checked, decisions, "http")
+    topic = s.topics.decisions
+    await ctx.log.produce([Outgoing(topic, d["id"].encode(), orjson.dumps(d)) for d in decisions])
+    ctx.stats.decisions += len(decisions)
+    return _json(decisions[0] if single else decisions)
+
+
+def _wait_param(request: web.Request, rt: Runtime) -> bool:
+    raw = request.query.get("wait")
+    if raw is None:
+        return rt.settings.embedded  # embedded: "applied" means applied
+    if raw.lower() in {"true", "1", "yes"}:
+        return True
+    if raw.lower() in {"false", "0", "no"}:
+        return False
+    raise HttpError(422, "invalid_request", f"wait must be true or false, got {raw!r}", "wait")
+
+
+@routes.post("/v1/events")
+async def events(request: web.Request) -> web.Response:
+    rt = runtime(request)
+    ctx = rt.ctx
+    items, single = await _items(request, rt, "events")
+    wait = _wait_param(request, rt)
+    try:
+        ctx.authorizer.validate_events(items, "" if single else "events")
+    except PolicyError as exc:
+        location = exc.location.removeprefix("events") if not single else exc.location
+        raise HttpError(422, "invalid_event", exc.message, location) from None
+    topic = rt.settings.topics.facts
+    out = []
+    for i, item in enumerate(items):
+        try:
+            key = event_key(item)
+        except RuneError as exc:
+            raise HttpError(422, "invalid_event", str(exc), _where(single, i, "")) from None
+        out.append(Outgoing(topic, key, orjson.dumps(item)))
+    token = _token_of(await ctx.log.produce(out))
+    body: dict[str, Any] = {"accepted": len(out), "consistency": {"at_least": token}}
+    if wait:
+        body["applied"] = await wait_for_token(ctx, token, rt.settings.stream.token_wait_s)
+    return _json(body, 200 if body.get("applied") else 202)
+
+
+@routes.post("/v1/bundles")
+async def bundles(request: web.Request) -> web.Response:
+    rt = runtime(request)
+    ctx = rt.ctx
+    s = rt.settings
+    bundle = await read_json(request, s.server.max_body_bytes)
+    wait = _wait_param(request, rt)
+    if not isinstance(bundle, dict):
+        raise HttpError(400, "invalid_bundle", "a bundle is a JSON object")
+    name = request.query.get("name", "default")
+    if not name or len(name) > 256:
+        raise HttpError(422, "invalid_request", "name must be 1 to 256 characters", "name")
+    try:
+        ctx.authorizer.validate_bundle(bundle)
+    except StaleBundleError as exc:
+        raise HttpError(409, "stale_bundle", exc.message, exc.location) from None
+    except PolicyError as exc:
+        raise HttpError(400, "invalid_bundle", exc.message, exc.location) from None
+    rejected_before = ctx.stats.bundles_rejected
+    positions = await ctx.log.produce(
+        [Outgoing(s.topics.policies, name.encode(), orjson.dumps(bundle))]
+    )
+    token = _token_of(positions)
+    body: dict[str, Any] = {"version": bundle["version"], "consistency": {"at_least": token}}
+    if not wait:
+        return _json(body, 202)
+    applied = await wait_for_token(ctx, token, s.stream.token_wait_s)
+    if applied and ctx.authorizer.policy_version != bundle["version"]:
+        error = ctx.last_rejection if ctx.stats.bundles_rejected > rejected_before else None
+        raise HttpError(
+            400, "invalid_bundle", error or "bundle was not activated (a newer one is active)"
+        )
+    body["active"] = applied
+    return _json(body, 200 if applied else 202)
+
+
+def _param(request: web.Request, name: str) -> str:
+    value = request.query.get(name)
+    if not value:
+        raise HttpError(422, "invalid_request", f"query parameter {name!r} is required", name)
+    return value
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise HttpError(422, "invalid_request", "limit must be an integer from 1 to 1000", "limit")
+    return int(raw)
+
+
+def _page(call: Any) -> web.Response:
+    try:
+        page = call()
+    except PolicyError as exc:
+        raise HttpError(422, "invalid_request", exc.message, exc.location) from None
+    return _json(page.to_json())
+
+
+@routes.get("/v1/lookup/resources")
+async def lookup_resources(request: web.Request) -> web.Response:
+    az = runtime(request).ctx.authorizer
+    principal = {"type": _param(request, "principal_type"), "id": _param(request, "principal_id")}
+    action = {"type": _param(request, "action_type"), "id": _param(request, "action_id")}
+    resource_type = _param(request, "resource_type")
+    limit, cursor = _limit(request), request.query.get("cursor")
+    return _page(lambda: az.lookup_resources(principal, action, resource_type, cursor, limit))
+
+
+@routes.get("/v1/lookup/subjects")
+async def lookup_subjects(request: web.Request) -> web.Response:
+    az = runtime(request).ctx.authorizer
+    resource = {"type": _param(request, "resource_type"), "id": _param(request, "resource_id")}
+    action = {"type": _param(request, "action_type"), "id": _param(request, "action_id")}
+    principal_type = _param(request, "principal_type")
+    limit, cursor = _limit(request), request.query.get("cursor")
+    return _page(lambda: az.lookup_subjects(resource, action, principal_type, cursor, limit))

@@ -1,0 +1,192 @@
+"""Prometheus metrics of one service (its own registry, so several services or tests in one
+process do not share counters).
+
+Two kinds: instruments updated on the hot path (decision counters and latency histograms,
+HTTP counters) and a collector that reads the service's own counters and views at scrape time
+(cache, Cedar evaluations, view sizes, watermarks, lag, dead letters, bundles), so nothing is
+counted twice. docs/OPERATIONS.md describes every metric and the alerts built on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from rune.authorizer import Authorizer
+
+__all__ = ["CONTENT_TYPE", "Metrics", "ServiceView"]
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+LATENCY_BUCKETS: Final = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+EVALUATION_BUCKETS: Final = (
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class ServiceView:
+    """What the scrape-time collector reads; the service fills it in (``bind``)."""
+
+    authorizer: Authorizer
+    stats: Callable[[], Mapping[str, int]]
+    dead_letters: Callable[[], Mapping[str, int]]
+    ready: Callable[[], bool]
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Records behind the log end per ``(topic, partition)``, refreshed before each scrape."""
+
+
+_STAT_COUNTERS: Final = {
+    "events_applied": "Fact and entity events applied to the views",
+    "events_rejected": "Events rejected (sent to the dead-letter topic)",
+    "records_undecodable": "Records that could not be decoded",
+    "bundles_loaded": "Policy bundles activated",
+    "bundles_rejected": "Policy bundles rejected (the previous one stayed active)",
+    "stale": "Requests denied because their consistency token was not reached in time",
+    "changes_published": "Changefeed records published",
+}
+
+
+class _ServiceCollector(Collector):
+    def __init__(self, view: ServiceView) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        v = self.view
+        az = v.authorizer
+        cache = az.cache_stats()
+        hits = CounterMetricFamily("decision_cache_hits", "Decisions served from the cache")
+        hits.add_metric([], cache.hits)
+        misses = CounterMetricFamily("decision_cache_misses", "Decisions not in the cache")
+        misses.add_metric([], cache.misses)
+        entries = GaugeMetricFamily("decision_cache_entries", "Decisions held in the cache")
+        entries.add_metric([], cache.entries)
+        evals = CounterMetricFamily(
+            "policy_evaluation_count", "Requests evaluated by Cedar policies (cache misses)"
+        )
+        evals.add_metric([], az.counters.cedar_evaluations)
+        yield from (hits, misses, entries, evals)
+
+        sizes = GaugeMetricFamily(
+            "view_size", "Rows stored per relation (base and derived)", labels=["relation", "kind"]
+        )
+        for name, info in sorted(az.engine.relations().items()):
+            if info.size is not None:
+                sizes.add_metric([name, info.kind], info.size)
+        yield sizes
+
+        applied = GaugeMetricFamily(
+            "applied_offset",
+            "Offset of the last applied record per ingested partition",
+            labels=["topic", "partition"],
+        )
+        for topic, parts in sorted(az.watermark.items()):
+            for part, offset in sorted(parts.items()):
+                applied.add_metric([topic, part], offset)
+        yield applied
+        lag = GaugeMetricFamily(
+            "consumer_lag",
+            "Records between the log end and the service's position, per partition",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), behind in sorted(v.lag.items()):
+            lag.add_metric([topic, str(partition)], behind)
+        yield lag
+
+        dead = CounterMetricFamily(
+            "dead_letters", "Records sent to the dead-letter topic", labels=["stage"]
+        )
+        for stage, n in sorted(v.dead_letters().items()):
+            dead.add_metric([stage], n)
+        yield dead
+        stats = v.stats()
+        for name, text in _STAT_COUNTERS.items():
+            c = CounterMetricFamily(name, text)
+            c.add_metric([], stats.get(name, 0))
+            yield c
+        version = GaugeMetricFamily("bundle_version", "Version of the active policy bundle")
+        if az.policy_version is not None:
+            version.add_metric([], az.policy_version)
+        yield version
+        ready = GaugeMetricFamily("rune_ready", "1 once caught up with a bundle active")
+        ready.add_metric([], 1 if v.ready() else 0)
+        yield ready
+
+
+class Metrics:
+    """The instruments of one service and its registry."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "authorization_requests",
+            "Decisions made, by outcome and by where the request came from",
+            ["decision", "source"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "authorization_latency_seconds",
+            "Time to decide one request inside the service (the decision's latency_us)",
+            ["source"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.datalog_time = Histogram(
+            "datalog_evaluation_time_seconds",
+            "Time the Datalog engine spent per applied ingest step or bundle load",
+            ["kind"],
+            buckets=EVALUATION_BUCKETS,
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "http_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+        )
+        self.http_latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request handling time by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.http_in_flight = Gauge(
+            "http_requests_in_flight", "HTTP requests being handled", registry=r
+        )
+        self.rate_limited = Counter(
+            "rate_limited", "HTTP requests refused with 429 by the per-client limit", registry=r
+        )
+        self.reloads = Counter(
+            "config_reloads", "Settings reloads (SIGHUP, /admin/reload)", ["result"], registry=r
+        )
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, cpu, open fds
+        Info("rune", "RUNE build information", registry=r).info(
+            {"version": metadata.version("rune")}
+        )
+        self.view: ServiceView | None = None
+
+    def bind(self, view: ServiceView) -> None:
+        """Export the service's own counters and views (once)."""
+        if self.view is None:
+            self.registry.register(_ServiceCollector(view))
+        self.view = view
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -188,3 +188,30 @@ def test_entity_ref_keys_keep_bool_and_int_apart() -> None:
     assert az.check({**base, "context": {"v": 1}})["decision"] == "allow"
     assert az.check({**base, "context": {"v": True}})["decision"] == "deny"
     assert EntityRef("User", "a") == EntityRef("User", "a")
+
+
+def test_entries_expire_after_ttl(monkeypatch: Any) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("rune.policies.cache.time.monotonic", lambda: clock[0])
+    cache: DecisionCache[str, str] = DecisionCache(10, 1 << 20, ttl_s=5.0)
+    cache.put("k", "v", 1)
+    clock[0] = 104.9
+    assert cache.get("k") == "v"
+    clock[0] = 105.1
+    assert cache.get("k") is None and len(cache) == 0 and cache.stats().misses == 1
+
+
+def test_configure_shrinks_to_the_new_bounds() -> None:
+    cache: DecisionCache[int, int] = DecisionCache(10, 1 << 20)
+    for i in range(10):
+        cache.put(i, i, 1)
+    cache.configure(3, 1 << 20, 0.0)
+    assert len(cache) == 3 and [cache.get(i) for i in (7, 8, 9)] == [7, 8, 9]
+    assert cache.get(0) is None
+
+
+def test_authorizer_clear_cache_counts_entries() -> None:
+    az = Authorizer()
+    az.load_bundle({"version": 1, "datalog": "allow(P, A, R) :- ok(P, A, R).", "cedar": ""})
+    az.check(req(user("a"), action("read"), doc("d")))
+    assert az.clear_cache() == 1 and az.cache_stats().entries == 0

@@ -89,7 +89,11 @@ class Service:
                     if isinstance(value := getattr(ctx.stats, name), int)
                 },
                 lambda: ctx.stats.dead_letter_stages,
-                ctx.ready.is_set,
+                lambda: (
+                    ctx.ready.is_set()
+                    and az.policy_version is not None
+                    and not ctx.stopping.is_set()
+                ),
             )
         )
         self.ingest = Ingest(self.ctx)

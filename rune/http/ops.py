@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import os
 from importlib import resources
 
 import orjson
@@ -32,8 +33,8 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 @routes.get("/health/live")
 async def live(request: web.Request) -> web.Response:
-    """The process and its event loop answer."""
-    return _json({"status": "alive"})
+    """The process and its event loop answer (``pid`` tells workers apart)."""
+    return _json({"status": "alive", "pid": os.getpid()})
 
 
 @routes.get("/health/ready")
@@ -126,6 +127,8 @@ async def stats(request: web.Request) -> web.Response:
 
 @routes.get("/admin/config")
 async def config(request: web.Request) -> web.Response:
-    """The effective settings, secrets masked."""
+    """The effective settings, secrets masked (``X-Rune-Pid`` names the answering process)."""
     rt = _admin(request)
-    return _json(rt.settings.model_dump(mode="json"))
+    response = _json(rt.settings.model_dump(mode="json"))
+    response.headers["X-Rune-Pid"] = str(os.getpid())
+    return response

@@ -3,6 +3,7 @@ server (loopback)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,7 +24,8 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 async def test_health_live_and_ready_follow_the_bundle() -> None:
     async with serving(bundle=None) as h:
-        assert (await h.call("GET", "/health/live"))[:2] == (200, {"status": "alive"})
+        status, body, _ = await h.call("GET", "/health/live")
+        assert status == 200 and body["status"] == "alive" and body["pid"] == os.getpid()
         status, body, _ = await h.call("GET", "/health/ready")
         assert status == 503 and body["status"] == "no_bundle"
         status, _, _ = await h.call("POST", "/v1/bundles", BUNDLE)

@@ -36,7 +36,7 @@ from rune.policies.requests import (
     read_id,
 )
 from rune.policies.slice import FragmentMemo
-from rune.policies.uids import parse_uid
+from rune.policies.uids import is_entity_type, parse_uid
 from rune.policies.views import Views
 
 __all__ = ["Authorizer"]
@@ -159,7 +159,12 @@ class Authorizer:
         """
         active = self.policy_version
         version = bundle.get("version") if isinstance(bundle, Mapping) else None
-        if active is not None and isinstance(version, int) and version <= active:
+        if (
+            active is not None
+            and isinstance(version, int)
+            and not isinstance(version, bool)
+            and version <= active
+        ):
             raise StaleBundleError(
                 f"version {version} is not higher than the active version {active}", "version"
             )
@@ -188,7 +193,12 @@ class Authorizer:
         compiled on an empty engine: arity conflicts with stored facts show only at load)."""
         active = self.policy_version
         version = bundle.get("version") if isinstance(bundle, Mapping) else None
-        if active is not None and isinstance(version, int) and version <= active:
+        if (
+            active is not None
+            and isinstance(version, int)
+            and not isinstance(version, bool)
+            and version <= active
+        ):
             raise StaleBundleError(
                 f"version {version} is not higher than the active version {active}", "version"
             )
@@ -343,8 +353,8 @@ class Authorizer:
         limit: int,
         context: Mapping[str, Any] | None,
     ) -> Page:
-        if not isinstance(free_type, str) or not free_type:
-            raise RequestError("entity type must be a non-empty string", "type")
+        if not is_entity_type(free_type):
+            raise RequestError(f"invalid entity type {free_type!r}", "type")
         state = self._state
         return lookup(
             state,

@@ -224,11 +224,14 @@ def _limit(request: web.Request) -> int:
     return int(raw)
 
 
-def _page(call: Any) -> web.Response:
+def _page(call: Any, free_type: str) -> web.Response:
+    """Run a lookup; errors are located at their query parameter (``resource.type`` is
+    ``resource_type``; the free type is ``free_type``)."""
     try:
         page = call()
     except PolicyError as exc:
-        raise HttpError(422, "invalid_request", exc.message, exc.location) from None
+        location = free_type if exc.location == "type" else exc.location.replace(".", "_")
+        raise HttpError(422, "invalid_request", exc.message, location) from None
     return _json(page.to_json())
 
 
@@ -239,7 +242,10 @@ async def lookup_resources(request: web.Request) -> web.Response:
     action = {"type": _param(request, "action_type"), "id": _param(request, "action_id")}
     resource_type = _param(request, "resource_type")
     limit, cursor = _limit(request), request.query.get("cursor")
-    return _page(lambda: az.lookup_resources(principal, action, resource_type, cursor, limit))
+    return _page(
+        lambda: az.lookup_resources(principal, action, resource_type, cursor, limit),
+        "resource_type",
+    )
 
 
 @routes.get("/v1/lookup/subjects")
@@ -249,4 +255,7 @@ async def lookup_subjects(request: web.Request) -> web.Response:
     action = {"type": _param(request, "action_type"), "id": _param(request, "action_id")}
     principal_type = _param(request, "principal_type")
     limit, cursor = _limit(request), request.query.get("cursor")
-    return _page(lambda: az.lookup_subjects(resource, action, principal_type, cursor, limit))
+    return _page(
+        lambda: az.lookup_subjects(resource, action, principal_type, cursor, limit),
+        "principal_type",
+    )

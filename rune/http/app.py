@@ -51,7 +51,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc.status, exc.type, exc.message, exc.location, exc.headers)
     except web.HTTPException as exc:  # aiohttp's own: 404, 405, 413 ...
         kind = exc.reason.lower().replace(" ", "_")
-        return error_response(exc.status, kind, exc.text or exc.reason)
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            message = f"{request.method} is not allowed on {request.path}; use {allowed}"
+        elif isinstance(exc, web.HTTPNotFound):
+            message = f"no route {request.path} (see /openapi.yaml)"
+        else:
+            message = exc.reason
+        return error_response(exc.status, kind, message, headers=headers)
     except Exception:
         _log.exception("http handler failed", path=request.path, method=request.method)
         return error_response(500, "internal", "internal error; the service keeps running")

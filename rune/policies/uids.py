@@ -31,6 +31,11 @@ INT_MAX: Final = 2**63 - 1
 _TYPE_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 
+def is_entity_type(name: object) -> bool:
+    """``name`` is a valid (possibly namespaced) entity type such as ``App::User``."""
+    return isinstance(name, str) and bool(_TYPE_RE.match(name))
+
+
 def is_entity_json(obj: object) -> bool:
     """True for ``{"__entity": {...}}`` (the unambiguous entity form inside attributes)."""
     return isinstance(obj, dict) and len(obj) == 1 and "__entity" in obj

@@ -4,7 +4,8 @@
   value = ``{"relation": r, "tuple": [...]}`` when the tuple is present, null when removed. So
   the compacted topic is the current set of tuples.
 - checkpoint records, key ``__checkpoint__``, one to every partition, value
-  ``{"checkpoint": true, "watermark": {...}, "policy_version": v, "instance": id}``: every
+  ``{"checkpoint": true, "watermark": {...}, "policy_version": v, "instance": id,
+  "ts_ms": wall-clock milliseconds}``: every
   change of the views up to that watermark was published before it, in that partition.
 
 Nothing is published before the instance is ready; at readiness the topic is reconciled with

@@ -94,9 +94,11 @@ async def serving(
         log.append(Outgoing(settings.topics.facts, event_key(event), orjson.dumps(event)))
     server = Server(settings, log, config_path=config, overrides=overrides, notice=lambda m: None)
     task = asyncio.create_task(server.run())
-    listening = asyncio.create_task(server.listening.wait())
-    ready = asyncio.create_task(server.service.ctx.ready.wait())
-    await asyncio.wait([task, asyncio.gather(listening, ready)], return_when="FIRST_COMPLETED")
+    async def up() -> None:
+        await server.listening.wait()
+        await server.service.ctx.ready.wait()
+
+    await asyncio.wait([task, asyncio.create_task(up())], return_when="FIRST_COMPLETED")
     if task.done():
         task.result()
     async with aiohttp.ClientSession() as session:

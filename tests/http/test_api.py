@@ -180,3 +180,36 @@ async def test_unknown_route_and_method_are_json_errors() -> None:
         assert status == 404 and err["error"]["type"] == "not_found"
         status, err, _ = await h.call("GET", "/v1/authorize")
         assert status == 405 and err["error"]["type"] == "method_not_allowed"
+
+
+async def test_lookup_errors_name_the_query_parameter() -> None:
+    async with serving() as h:
+        base = "action_type=Action&action_id=read"
+        status, err, _ = await h.call(
+            "GET",
+            f"/v1/lookup/resources?principal_type=Us%20er&principal_id=a&{base}&resource_type=Doc",
+        )
+        assert status == 422 and err["error"]["location"] == "principal_type"
+        status, err, _ = await h.call(
+            "GET",
+            f"/v1/lookup/resources?principal_type=User&principal_id=a&{base}&resource_type=Doc!",
+        )
+        assert status == 422 and err["error"]["location"] == "resource_type"
+        status, err, _ = await h.call(
+            "GET",
+            f"/v1/lookup/subjects?resource_type=Doc&resource_id=d&{base}&principal_type=9x",
+        )
+        assert status == 422 and err["error"]["location"] == "principal_type"
+
+
+async def test_method_not_allowed_names_the_allowed_methods() -> None:
+    async with serving() as h:
+        status, err, resp = await h.call("DELETE", "/v1/events")
+        assert status == 405 and resp.headers["Allow"] == "POST"
+        assert "POST" in err["error"]["message"]
+
+
+async def test_boolean_bundle_version_is_invalid_not_stale() -> None:
+    async with serving() as h:
+        status, err, _ = await h.call("POST", "/v1/bundles", {**BUNDLE, "version": True})
+        assert status == 400 and err["error"]["location"] == "version"

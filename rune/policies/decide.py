@@ -7,7 +7,8 @@ Nothing applies: deny. Cedar runs on an entity slice of the live views; its eval
 follow Cedar's semantics (an erroring policy does not apply) and are listed in ``errors``. When
 Cedar cannot evaluate at all (the slice violates the schema, a hierarchy cycle), the decision is
 deny with Cedar's message in ``errors`` (fail closed, even if Datalog allows).
-``reasons`` are the determining Cedar policy ids as Cedar reports them (sorted), then
+``reasons`` are the determining Cedar policies, named by their ``@id("...")`` annotation when
+they have one and by Cedar's id (``policy0``) otherwise (sorted), then
 ``datalog:allow`` or ``datalog:deny`` when the Datalog relation holds (with
 ``rule_reasons``: ``datalog:allow@line:column`` of the rule that derived it).
 """
@@ -168,12 +169,20 @@ def _combine(req: Request, cedar: _Cedar, state: State) -> Outcome:
     allowed = (permit or dl_allow) and not (forbid or dl_deny or failed)
     if allowed:
         dl = (_dl_reason(state, B.ALLOW, row),) if dl_allow else ()
-        reasons = (cedar.reasons if permit else ()) + dl
+        reasons = (_named(cedar) if permit else ()) + dl
     else:
         dl = (_dl_reason(state, B.DENY, row),) if dl_deny else ()
-        reasons = (cedar.reasons if forbid else ()) + dl
+        reasons = (_named(cedar) if forbid else ()) + dl
     explanation = _explain(req, cedar, state, dl_allow, dl_deny) if req.explain else None
     return Outcome(allowed, reasons, cedar.errors, None, explanation)
+
+
+def _named(cedar: _Cedar) -> tuple[str, ...]:
+    """The determining policies by ``@id`` annotation where they have one."""
+    names = cedar.annotations
+    if not names:
+        return cedar.reasons
+    return tuple(sorted(names.get(pid, pid) for pid in cedar.reasons))
 
 
 def _dl_reason(state: State, relation: str, row: tuple[EntityRef, ...]) -> str:

@@ -83,7 +83,7 @@ def test_check_denies_on_the_bundled_example_with_exit_2() -> None:
     assert result.stdout.startswith("{\n  ")  # --pretty indents
     decision = orjson.loads(result.stdout)
     assert decision["decision"] == "deny"
-    assert decision["reasons"] == ["policy1"]
+    assert decision["reasons"] == ["legal-hold"]  # the @id of policy1
     assert "error" not in decision
 
 
@@ -91,7 +91,7 @@ def test_check_denies_on_the_bundled_example_with_exit_2() -> None:
     ("resource", "action", "code", "reasons"),
     [
         (D1, READ, 0, ["datalog:allow"]),
-        (D2, READ, 2, ["policy0"]),  # the Cedar forbid on a locked document wins
+        (D2, READ, 2, ["locked"]),  # the Cedar forbid on a locked document wins
         (D1, WRITE, 2, []),  # nothing allows writing
     ],
 )

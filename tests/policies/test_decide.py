@@ -39,9 +39,9 @@ def test_combination_table(cp: bool, cf: bool, dp: bool, df: bool) -> None:
     allowed = (cp or dp) and not (cf or df)
     assert d["decision"] == ("allow" if allowed else "deny")
     if allowed:
-        want = (["policy0"] if cp else []) + (["datalog:allow"] if dp else [])
+        want = (["p"] if cp else []) + (["datalog:allow"] if dp else [])  # by @id
     else:
-        want = (["policy1"] if cf else []) + (["datalog:deny"] if df else [])
+        want = (["f"] if cf else []) + (["datalog:deny"] if df else [])
     assert d["reasons"] == want
 
 

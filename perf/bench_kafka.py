@@ -4,19 +4,31 @@
     deploy/kafka/broker start
     python3 perf/bench_kafka.py --bootstrap 127.0.0.1:9092 [--requests 20000] [--rate 5000]
 
-Prints figures (DESIGN.md §6 targets beside them); asserts nothing. The service runs in this
-process (the load generator competes with it for the 2 cores, as a client would).
+Prints figures (DESIGN.md §6 targets beside them); asserts nothing. The service runs as
+``rune serve --kafka`` in its own process, as deployed; the echo, the load generator and the
+decision reader run in this one. Both compete for the machine's 2 cores, as a client would.
+``--in-process`` runs the service on this process's event loop instead (the layout of the
+first version of this benchmark, kept for comparison: there the load generator and the
+service also share one event loop, which inflates latency).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -111,7 +123,7 @@ async def main(args: argparse.Namespace) -> None:
     bs = args.bootstrap
     t = await topics(bs, args.partitions)
     tag = t.facts.split(".")[1]
-    producer = AIOKafkaProducer(bootstrap_servers=bs, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bs, acks="all", linger_ms=args.client_linger_ms)
     await producer.start()
     await producer.send_and_wait(t.policies, orjson.dumps(BUNDLE), key=b"b")
     facts = [{"op": "assert", "fact": ["ok", user(i), A, doc(i)]} for i in range(1000)]
@@ -124,25 +136,101 @@ async def main(args: argparse.Namespace) -> None:
     echo_rate = await echo(bs, f"bench.{tag}.echo-in", f"bench.{tag}.echo-out", n)
 
     await produce_all(producer, t.requests, values)
-    settings = load_settings(
-        None,
-        {
-            "kafka": {"bootstrap": bs, "group_id": f"bench-{tag}"},
-            "topics": t.model_dump(),
-            "logging": {"decisions": "none"},
-        },
+    async with running_service(args, t, tag) as decided:
+        start = time.perf_counter()
+        while await decided() < n:
+            await asyncio.sleep(0.005)
+        rune_rate = n / (time.perf_counter() - start)
+        print(
+            f"throughput: echo {echo_rate:,.0f} msg/s, rune {rune_rate:,.0f} decisions/s, "
+            f"ratio {rune_rate / echo_rate:.2f} (target >= 0.7)"
+        )
+        await measure_latency(args, t, tag, producer)
+    await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_service(args: argparse.Namespace, t: Topics, tag: str) -> AsyncIterator[Any]:
+    """The service, ready; yields an async ``decided()`` giving the decisions made so far."""
+    settings = {
+        "kafka": {"bootstrap": args.bootstrap, "group_id": f"bench-{tag}"},
+        "topics": t.model_dump(),
+        "logging": {"decisions": "none"},
+        "server": {"rate_limit_per_s": 0},
+    }
+    if args.in_process:
+        svc = Service(load_settings(None, settings), KafkaLog(args.bootstrap), notice=print)
+        task = asyncio.create_task(svc.run())
+        await svc.ctx.ready.wait()
+
+        async def decided_here() -> int:
+            return svc.ctx.stats.decisions
+
+        try:
+            yield decided_here
+        finally:
+            svc.stop()
+            await task
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ}
+    for section, values in settings.items():
+        for key, value in values.items():
+            env[f"RUNE_{section.upper()}__{key.upper()}"] = str(value)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rune.cli", "serve", "--port", str(port)],
+        env=env,
+        stderr=subprocess.DEVNULL,
     )
-    svc = Service(settings, KafkaLog(bs), notice=lambda m: None)
-    task = asyncio.create_task(svc.run())
-    await svc.ctx.ready.wait()
-    start = time.perf_counter()
-    while svc.ctx.stats.decisions < n:
-        await asyncio.sleep(0.005)
-    rune_rate = n / (time.perf_counter() - start)
-    print(
-        f"throughput: echo {echo_rate:,.0f} msg/s, rune {rune_rate:,.0f} decisions/s, "
-        f"ratio {rune_rate / echo_rate:.2f} (target >= 0.7)"
-    )
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+
+        async def decided_there() -> int:
+            async with http.get(f"{url}/metrics") as resp:
+                text = await resp.text()
+            return int(
+                sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("authorization_requests_total{")
+                )
+            )
+
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise SystemExit(f"rune serve exited with {proc.returncode}")
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with http.get(f"{url}/health/ready") as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+            spy = None
+            if args.profile:  # sample the service during the throughput phase
+                spy = subprocess.Popen(
+                    [
+                        *("py-spy", "record", "-p", str(proc.pid), "-f", "raw", "-r", "500"),
+                        *("--nonblocking", "-o", args.profile),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                await asyncio.sleep(0.5)  # let it attach
+            yield decided_there
+        finally:
+            if spy is not None and spy.poll() is None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
+            proc.terminate()
+            proc.wait(30)
+
+
+async def measure_latency(
+    args: argparse.Namespace, t: Topics, tag: str, producer: AIOKafkaProducer
+) -> None:
+    bs = args.bootstrap
 
     # latency at a fixed rate, and freshness with tokens
     sent: dict[str, float] = {}
@@ -156,6 +244,8 @@ async def main(args: argparse.Namespace) -> None:
     await reader.start()
     while not reader.assignment():
         await reader.getmany(timeout_ms=100)
+    for tp in reader.assignment():  # resolve "latest" now, not on the first decision
+        await reader.position(tp)
 
     async def collect(stop: asyncio.Event) -> None:
         while not stop.is_set() or len(got) < len(sent):
@@ -171,16 +261,18 @@ async def main(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     stop_at = float("inf")
     collector = asyncio.create_task(collect(stop))
+    warm = int(args.rate * args.warm_up_s)  # same rate, not measured: idle -> busy transition
     total = int(args.rate * args.seconds)
-    t0 = time.perf_counter()
-    for i in range(total):
-        due = t0 + i / args.rate
-        delay = due - time.perf_counter()
+    start = time.perf_counter()
+    for i in range(-warm, total):
+        delay = start + (i + warm) / args.rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        rid = f"l{i}"
-        sent[rid] = time.perf_counter()
+        rid = f"l{i}" if i >= 0 else f"w{-i}"
+        if i >= 0:
+            sent[rid] = time.perf_counter()
         await producer.send(t.requests, request(rid, i))
+    t0 = start + warm / args.rate  # the measured window starts here
     await producer.flush()
     # freshness: a fact change, then a request with its token
     fresh: list[str] = []
@@ -198,6 +290,19 @@ async def main(args: argparse.Namespace) -> None:
     stop.set()
     await collector
     lat = sorted((got[k] - sent[k]) * 1000 for k in sent if k.startswith("l") and k in got)
+    if args.timeline:  # p99 per quarter second of sending: are slow requests clustered?
+        windows: dict[int, list[float]] = {}
+        for k in sent:
+            if k.startswith("l") and k in got:
+                windows.setdefault(int((sent[k] - t0) * 4), []).append((got[k] - sent[k]) * 1e3)
+        first = [f"{(got[f'l{i}'] - sent[f'l{i}']) * 1e3:.0f}" for i in range(0, 40, 2)]
+        print("  first requests (ms):", " ".join(first))
+        print(
+            "  p99 per 250 ms:",
+            " ".join(
+                f"{max(sorted(w)[int(0.99 * len(w))], 0):.0f}" for _, w in sorted(windows.items())
+            ),
+        )
     fr = sorted((got[k] - sent[k]) * 1000 for k in fresh if k in got)
 
     def pct(xs: list[float], q: float) -> float:
@@ -213,9 +318,6 @@ async def main(args: argparse.Namespace) -> None:
         + (f", mean {statistics.mean(fr):.1f} ms" if fr else "")
     )
     await reader.stop()
-    await producer.stop()
-    svc.stop()
-    await task
 
 
 if __name__ == "__main__":
@@ -227,4 +329,21 @@ if __name__ == "__main__":
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--fresh", type=int, default=200)
     p.add_argument("--fresh-rate", type=float, default=200.0)
+    p.add_argument("--in-process", action="store_true", help="service on this event loop")
+    p.add_argument("--timeline", action="store_true", help="latency p99 per 250 ms window")
+    p.add_argument(
+        "--profile", metavar="FILE", help="py-spy raw profile of the service (pip install py-spy)"
+    )
+    p.add_argument(
+        "--warm-up-s",
+        type=float,
+        default=0.5,
+        help="seconds of load at --rate before the measured window (its latencies are dropped)",
+    )
+    p.add_argument(
+        "--client-linger-ms",
+        type=int,
+        default=0,
+        help="linger of the load generator's producer (was 5 in the first version)",
+    )
     asyncio.run(main(p.parse_args()))

@@ -26,7 +26,7 @@ class KafkaLog:
         *,
         client_id: str = "rune",
         isolation_level: str = "read_uncommitted",
-        linger_ms: int = 2,
+        linger_ms: int = 0,
         request_timeout_ms: int = 15000,
     ) -> None:
         self._bootstrap = bootstrap

@@ -209,6 +209,7 @@ class Service:
                 raise task.exception()  # type: ignore[misc]
         if not pending:
             await self.serve.serve_waiting()
+        await self.serve.drain()  # every decision acknowledged, the last offsets committed
 
     async def _idle(self) -> bool:
         ctx = self.ctx

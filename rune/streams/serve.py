@@ -1,7 +1,12 @@
 """Serve: requests through a consumer group, decided in batches, decisions produced with an
 idempotent producer and acknowledged before the request offsets are committed
 (at-least-once). Requests with a consistency token wait (bounded) in a waiting room served by
-a second task, so requests without a token are never held up by them."""
+a second task, so requests without a token are never held up by them.
+
+Pipelined: a batch's decisions are handed to a *delivery* task (produce, await the
+acknowledgement, mark the requests answered, commit) and the next batch is fetched at once;
+at most :data:`MAX_DELIVERIES` are in flight. Commits never pass an unanswered request
+(``OffsetTracker``), and at most one commit is in flight (later ones coalesce)."""
 
 from __future__ import annotations
 
@@ -19,7 +24,9 @@ from rune.streams.consistency import TokenError, WaitingRoom, parse_token, satis
 from rune.streams.context import Context
 from rune.streams.offsets import OffsetTracker
 
-__all__ = ["Serve"]
+__all__ = ["MAX_DELIVERIES", "Serve"]
+
+MAX_DELIVERIES = 8
 
 
 class Serve:
@@ -28,14 +35,33 @@ class Serve:
         self.tracker = OffsetTracker()
         self.waiting = WaitingRoom()
         self._reader: Reader | None = None
-        self._lock = asyncio.Lock()
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+        self._committing: asyncio.Task[None] | None = None
+        self._commit_again = False
         self._ingested = frozenset({ctx.settings.topics.facts, ctx.settings.topics.policies})
 
     async def open(self) -> None:
         s = self.ctx.settings
         self._reader = await self.ctx.log.subscribe(s.topics.requests, s.kafka.group_id)
 
+    async def drain(self) -> None:
+        """Wait for every delivery in flight and the last commit; re-raise a failure."""
+        while self._deliveries:
+            await asyncio.wait(list(self._deliveries))
+        if self._committing is not None:
+            await self._committing
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
     async def close(self) -> None:
+        if self._deliveries or self._committing is not None:
+            with contextlib.suppress(Exception):
+                await self.drain()
         if self._reader is not None:
             reader, self._reader = self._reader, None
             await reader.close()
@@ -120,28 +146,54 @@ class Serve:
         done: list[Record],
     ) -> None:
         ctx = self.ctx
-        async with self._lock:
-            decisions = ctx.authorizer.check_batch([req for _, req in answer]) if answer else []
-            for _record, request, error in stale:
-                decisions.append(_stale(ctx, request, error))
-            ctx.audit.decided(
-                [req for _, req in answer] + [req for _, req, _ in stale], decisions, "kafka"
+        self._raise_failure()
+        decisions = ctx.authorizer.check_batch([req for _, req in answer]) if answer else []
+        for _record, request, error in stale:
+            decisions.append(_stale(ctx, request, error))
+        ctx.audit.decided(
+            [req for _, req in answer] + [req for _, req, _ in stale], decisions, "kafka"
+        )
+        records = [r for r, _ in answer] + [r for r, _, _ in stale] + done
+        topic = ctx.settings.topics.decisions
+        out = [
+            Outgoing(
+                topic,
+                d["id"].encode() if isinstance(d.get("id"), str) else None,
+                orjson.dumps(d),
             )
-            records = [r for r, _ in answer] + [r for r, _, _ in stale]
-            topic = ctx.settings.topics.decisions
-            out = [
-                Outgoing(
-                    topic,
-                    d["id"].encode() if isinstance(d.get("id"), str) else None,
-                    orjson.dumps(d),
-                )
-                for d in decisions
-            ]
+            for d in decisions
+        ]
+        delivery = asyncio.create_task(self._deliver(out, records, len(stale)))
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
+        if len(self._deliveries) >= MAX_DELIVERIES:  # backpressure
+            await asyncio.wait(list(self._deliveries), return_when="FIRST_COMPLETED")
+            self._raise_failure()
+
+    async def _deliver(self, out: list[Outgoing], records: list[Record], stale: int) -> None:
+        ctx = self.ctx
+        try:
             await ctx.log.produce(out)
-            ctx.stats.decisions += len(out)
-            ctx.stats.stale += len(stale)
-            self.tracker.done(((r.topic, r.partition), r.offset) for r in records + done)
-            await self._commit()
+        except BaseException as exc:  # surfaced by the serve loop's next step
+            self._failure = self._failure or exc
+            return
+        ctx.stats.decisions += len(out)
+        ctx.stats.stale += stale
+        self.tracker.done(((r.topic, r.partition), r.offset) for r in records)
+        if self._committing is None:
+            self._committing = asyncio.create_task(self._commit_loop())
+        else:
+            self._commit_again = True
+
+    async def _commit_loop(self) -> None:
+        try:
+            while True:
+                self._commit_again = False
+                await self._commit()
+                if not self._commit_again:
+                    return
+        finally:
+            self._committing = None
 
     async def _commit(self) -> None:
         assert self._reader is not None

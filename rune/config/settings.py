@@ -100,6 +100,11 @@ class Stream(_Section):
     changefeed_relations: tuple[str, ...] = ()
     checkpoint_interval_s: float = Field(1.0, gt=0)
     shutdown_timeout_s: float = Field(5.0, gt=0, description="bound on draining at stop")
+    gc_freeze: bool = Field(
+        True,
+        description="after catch-up and bundle swaps, freeze the heap so the cyclic GC "
+        "never rescans the views",
+    )
 
 
 class Logging(_Section):

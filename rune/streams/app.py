@@ -14,11 +14,14 @@ import contextlib
 import signal
 from collections.abc import Callable
 
+import structlog
+
 from rune.authorizer import Authorizer
 from rune.config import Settings
 from rune.connectors.base import Log, TopicSpec
 from rune.ops.audit import Audit
 from rune.ops.metrics import Metrics, ServiceView
+from rune.streams import heap
 from rune.streams.changefeed import Changefeed
 from rune.streams.context import Context
 from rune.streams.errors import StartupError
@@ -26,6 +29,8 @@ from rune.streams.ingest import Ingest
 from rune.streams.serve import Serve
 
 __all__ = ["Service", "build_authorizer", "topic_specs"]
+
+_log = structlog.get_logger("rune.service")
 
 COMPACT = {"cleanup.policy": "compact"}
 
@@ -159,6 +164,8 @@ class Service:
             if require_bundle and ctx.authorizer.policy_version is None:
                 raise StartupError(ctx.last_rejection or "no policy bundle")
             await self.changefeed.go_live()
+            if ctx.settings.stream.gc_freeze:
+                _log.debug("heap settled", seconds=round(heap.settle(), 3))
             ctx.ready.set()
             await self.serve.open()
             try:

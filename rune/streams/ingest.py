@@ -17,7 +17,7 @@ import orjson
 
 from rune.connectors.base import Reader, Record
 from rune.errors import RuneError
-from rune.streams import dlq
+from rune.streams import dlq, heap
 from rune.streams.context import Context
 from rune.streams.errors import DecodeError
 from rune.streams.keys import tombstone_event
@@ -87,6 +87,8 @@ class Ingest:
             dead = apply_bundles(ctx, policies)
             timer.labels("bundle").observe(time.perf_counter() - start)
         resync = ctx.stats.bundles_loaded != loaded
+        if resync and ctx.ready.is_set() and ctx.settings.stream.gc_freeze:
+            heap.settle()  # the old views are garbage now, cycles included
         good: list[tuple[Record, dict[str, Any]]] = []
         for record in facts:
             try:

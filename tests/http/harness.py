@@ -94,6 +94,7 @@ async def serving(
         log.append(Outgoing(settings.topics.facts, event_key(event), orjson.dumps(event)))
     server = Server(settings, log, config_path=config, overrides=overrides, notice=lambda m: None)
     task = asyncio.create_task(server.run())
+
     async def up() -> None:
         await server.listening.wait()
         await server.service.ctx.ready.wait()

@@ -4,6 +4,7 @@ changefeed, shutdown. No broker; polling with deadlines, never sleeps as synchro
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import orjson
 
@@ -155,3 +156,20 @@ async def test_restart_rebuilds_views_and_reconciles_changefeed() -> None:
     assert s2.ctx.authorizer.engine.contains("ok", row)
     s2.stop()
     await asyncio.wait_for(t2, 10)
+
+
+async def test_heap_is_frozen_after_catch_up_and_after_a_bundle_swap() -> None:
+    gc.unfreeze()
+    async with running() as c:
+        assert gc.get_freeze_count() > 0  # settled before readiness
+        await c.bundle(BUNDLE)
+        await c.until(lambda: c.service.ctx.authorizer.policy_version == 1)
+        gc.unfreeze()
+        await c.bundle({**BUNDLE, "version": 2})
+        await c.until(lambda: c.service.ctx.authorizer.policy_version == 2)
+        assert gc.get_freeze_count() > 0  # settled again after the swap
+    gc.unfreeze()
+    async with running(gc_freeze=False) as c:
+        await c.bundle(BUNDLE)
+        await c.until(lambda: c.service.ctx.authorizer.policy_version == 1)
+        assert gc.get_freeze_count() == 0

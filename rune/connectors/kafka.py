@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 
 from rune.connectors.base import ConnectorError, Outgoing, Position, Record, TopicSpec
 
@@ -37,6 +38,8 @@ class KafkaLog:
         self._admin: AIOKafkaAdminClient | None = None
         self._producer: AIOKafkaProducer | None = None
         self._meta: AIOKafkaConsumer | None = None
+        self._partitions_cache: dict[str, tuple[float, list[int]]] = {}
+        self._round_robin = 0
 
     async def start(self) -> None:
         try:
@@ -153,19 +156,56 @@ class KafkaLog:
         return KafkaReader(consumer, grouped=True)
 
     async def produce(self, records: Sequence[Outgoing]) -> list[Position]:
-        if self._producer is None:
+        """Produce in explicit batches per partition (``send_batch``): keyed records go where
+        Kafka's default partitioner puts them (murmur2 of the key, as Java clients do), so a
+        key always lands in one partition of a compacted topic whoever produced it."""
+        producer = self._producer
+        if producer is None:
             raise ConnectorError("the Kafka log is not started")
         if not records:
             return []
+        groups: dict[tuple[str, int], list[int]] = {}
         try:
-            futures = [
-                await self._producer.send(r.topic, r.value, key=r.key, partition=r.partition)
-                for r in records
-            ]
-            metas = await asyncio.gather(*futures)
+            for i, r in enumerate(records):
+                p = r.partition
+                if p is None:
+                    p = await self._partition(r.topic, r.key)
+                groups.setdefault((r.topic, p), []).append(i)
+            sent: list[tuple[asyncio.Future[Any], str, int, list[int]]] = []
+            for (topic, p), indexes in groups.items():
+                batch = producer.create_batch()
+                members: list[int] = []
+                for i in indexes:
+                    r = records[i]
+                    if batch.append(key=r.key, value=r.value, timestamp=None) is None:
+                        sent.append((await producer.send_batch(batch, topic, partition=p),
+                                     topic, p, members))  # fmt: skip
+                        batch, members = producer.create_batch(), []
+                        if batch.append(key=r.key, value=r.value, timestamp=None) is None:
+                            raise ConnectorError(f"record {i} is larger than a batch")
+                    members.append(i)
+                sent.append((await producer.send_batch(batch, topic, partition=p), topic, p,
+                             members))  # fmt: skip
+            positions: list[Position | None] = [None] * len(records)
+            for future, topic, p, members in sent:
+                base = (await future).offset
+                for k, i in enumerate(members):
+                    positions[i] = Position(topic, p, base + k)
         except KafkaError as exc:
             raise ConnectorError(f"produce failed: {exc}") from exc
-        return [Position(m.topic, m.partition, m.offset) for m in metas]
+        return [pos for pos in positions if pos is not None]
+
+    async def _partition(self, topic: str, key: bytes | None) -> int:
+        parts = self._partitions_cache.get(topic)
+        if parts is None or time.monotonic() > parts[0]:
+            assert self._producer is not None
+            ids = sorted(await self._producer.partitions_for(topic))
+            parts = self._partitions_cache[topic] = (time.monotonic() + 30.0, ids)
+        ids = parts[1]
+        if key is None:
+            self._round_robin += 1
+            return ids[self._round_robin % len(ids)]
+        return ids[(int(murmur2(key)) & 0x7FFFFFFF) % len(ids)]
 
 
 class KafkaReader:

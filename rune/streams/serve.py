@@ -223,6 +223,8 @@ def _decode(record: Record, max_id_chars: int) -> tuple[dict[str, Any] | None, s
 
 def _without_token(request: dict[str, Any], error: None = None) -> dict[str, Any]:
     """The request as ``Authorizer.check`` takes it (``consistency`` is the service's)."""
+    if "consistency" not in request:
+        return request
     return {k: v for k, v in request.items() if k != "consistency"}
 
 

@@ -211,3 +211,44 @@ async def test_read_committed_sees_only_committed_transactions(
         (1, b"k2", b"kept-2"),
         (5, b"k4", b"kept-3"),
     ]
+
+
+async def test_batched_produce_places_keys_like_the_default_partitioner(
+    kafka_bootstrap: str, kafka_topics: TopicFactory
+) -> None:
+    """KafkaLog.produce builds its own batches; keyed records must still land where a plain
+    client (the Java-compatible murmur2 partitioner) puts them, at the offsets returned."""
+    from rune.connectors.base import Outgoing
+    from rune.connectors.kafka import KafkaLog
+
+    topic = await kafka_topics(partitions=5)
+    keys = [f"key-{i}".encode() for i in range(300)]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    log = KafkaLog(kafka_bootstrap)
+    await producer.start()
+    await log.start()
+    try:
+        expected = {k: (await producer.send_and_wait(topic, b"x", key=k)).partition for k in keys}
+        values = [b"v" * (i % 200) + b"%d" % i for i in range(len(keys))]  # several batches
+        positions = await log.produce(
+            [Outgoing(topic, k, v) for k, v in zip(keys, values, strict=True)]
+            + [Outgoing(topic, None, b"keyless-%d" % i) for i in range(10)]
+        )
+    finally:
+        await producer.stop()
+        await log.close()
+    assert [p.partition for p in positions[: len(keys)]] == [expected[k] for k in keys]
+    assert len({(p.partition, p.offset) for p in positions}) == len(positions)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(5)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records = await fetch(consumer, 2 * len(keys) + 10)
+    finally:
+        await consumer.stop()
+    at = {(r.partition, r.offset): r.value for r in records}
+    sent = [*values, *(b"keyless-%d" % i for i in range(10))]
+    for pos, value in zip(positions, sent, strict=True):
+        assert at[(pos.partition, pos.offset)] == value

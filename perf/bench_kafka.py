@@ -182,7 +182,7 @@ async def running_service(args: argparse.Namespace, t: Topics, tag: str) -> Asyn
     proc = subprocess.Popen(
         [sys.executable, "-m", "rune.cli", "serve", "--port", str(port)],
         env=env,
-        stderr=subprocess.DEVNULL,
+        stderr=open(args.service_log, "wb") if args.service_log else subprocess.DEVNULL,  # noqa: SIM115
     )
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
@@ -331,6 +331,7 @@ if __name__ == "__main__":
     p.add_argument("--fresh-rate", type=float, default=200.0)
     p.add_argument("--in-process", action="store_true", help="service on this event loop")
     p.add_argument("--timeline", action="store_true", help="latency p99 per 250 ms window")
+    p.add_argument("--service-log", metavar="FILE", help="where the service's stderr goes")
     p.add_argument(
         "--profile", metavar="FILE", help="py-spy raw profile of the service (pip install py-spy)"
     )

@@ -18,6 +18,8 @@ from rune.connectors.base import ConnectorError, Outgoing, Position, Record, Top
 __all__ = ["KafkaLog", "KafkaReader"]
 
 _TOPIC_ALREADY_EXISTS = 36
+MAX_BATCH_BYTES = 512 * 1024
+"""Bytes of one produced batch (the broker's message.max.bytes defaults to 1 MiB)."""
 
 
 class KafkaLog:
@@ -56,6 +58,9 @@ class KafkaLog:
                 acks="all",
                 linger_ms=self._linger_ms,
                 request_timeout_ms=self._timeout_ms,
+                # few, large batches: aiokafka queues one batch per partition at a time, and
+                # its wait for a free slot is bounded by request_timeout in total
+                max_batch_size=MAX_BATCH_BYTES,
             )
             await self._producer.start()
             self._meta = AIOKafkaConsumer(
@@ -172,25 +177,35 @@ class KafkaLog:
                     p = await self._partition(r.topic, r.key)
                 groups.setdefault((r.topic, p), []).append(i)
             sent: list[tuple[asyncio.Future[Any], str, int, list[int]]] = []
+            single: list[tuple[asyncio.Future[Any], int]] = []
             for (topic, p), indexes in groups.items():
                 batch = producer.create_batch()
                 members: list[int] = []
                 for i in indexes:
                     r = records[i]
-                    if batch.append(key=r.key, value=r.value, timestamp=None) is None:
-                        sent.append((await producer.send_batch(batch, topic, partition=p),
-                                     topic, p, members))  # fmt: skip
+                    if batch.append(key=r.key, value=r.value, timestamp=None) is not None:
+                        members.append(i)
+                        continue
+                    if members:  # the batch is full: send it, start the next
+                        future = await producer.send_batch(batch, topic, partition=p)
+                        sent.append((future, topic, p, members))
                         batch, members = producer.create_batch(), []
-                        if batch.append(key=r.key, value=r.value, timestamp=None) is None:
-                            raise ConnectorError(f"record {i} is larger than a batch")
-                    members.append(i)
-                sent.append((await producer.send_batch(batch, topic, partition=p), topic, p,
-                             members))  # fmt: skip
+                        if batch.append(key=r.key, value=r.value, timestamp=None) is not None:
+                            members.append(i)
+                            continue
+                    # larger than a batch: aiokafka sizes a batch for this record alone
+                    single.append((await producer.send(topic, r.value, key=r.key, partition=p), i))
+                if members:
+                    sent.append((await producer.send_batch(batch, topic, partition=p), topic, p,
+                                 members))  # fmt: skip
             positions: list[Position | None] = [None] * len(records)
             for future, topic, p, members in sent:
                 base = (await future).offset
                 for k, i in enumerate(members):
                     positions[i] = Position(topic, p, base + k)
+            for future, i in single:
+                meta = await future
+                positions[i] = Position(meta.topic, meta.partition, meta.offset)
         except KafkaError as exc:
             raise ConnectorError(f"produce failed: {exc}") from exc
         return [pos for pos in positions if pos is not None]

@@ -217,7 +217,8 @@ async def test_batched_produce_places_keys_like_the_default_partitioner(
     kafka_bootstrap: str, kafka_topics: TopicFactory
 ) -> None:
     """KafkaLog.produce builds its own batches; keyed records must still land where a plain
-    client (the Java-compatible murmur2 partitioner) puts them, at the offsets returned."""
+    client (the Java-compatible murmur2 partitioner) puts them, at the offsets returned, and
+    a record larger than a batch goes too."""
     from rune.connectors.base import Outgoing
     from rune.connectors.kafka import KafkaLog
 
@@ -229,7 +230,9 @@ async def test_batched_produce_places_keys_like_the_default_partitioner(
     await log.start()
     try:
         expected = {k: (await producer.send_and_wait(topic, b"x", key=k)).partition for k in keys}
-        values = [b"v" * (i % 200) + b"%d" % i for i in range(len(keys))]  # several batches
+        values = [b"v" * (i % 200) + b"%d" % i for i in range(len(keys))]
+        values[7] = b"w" * 600_000  # larger than one produced batch (512 KiB)
+        values[8] = b"z" * 300_000  # two of these do not fit one batch
         positions = await log.produce(
             [Outgoing(topic, k, v) for k, v in zip(keys, values, strict=True)]
             + [Outgoing(topic, None, b"keyless-%d" % i) for i in range(10)]

@@ -22,6 +22,7 @@ from rune.policies.errors import PolicyError, StaleBundleError
 from rune.policies.requests import parse_request
 from rune.streams.consistency import Token, TokenError, parse_token, wait_for_token
 from rune.streams.keys import event_key
+from rune.streams.serve import encode_decision
 
 __all__ = ["routes"]
 
@@ -132,7 +133,9 @@ async def authorize(request: web.Request) -> web.Response:
         ctx.stats.stale += len(decisions)
     ctx.audit.decided(checked, decisions, "http")
     topic = s.topics.decisions
-    await ctx.log.produce([Outgoing(topic, d["id"].encode(), orjson.dumps(d)) for d in decisions])
+    await ctx.log.produce(
+        [Outgoing(topic, d["id"].encode(), encode_decision(d)) for d in decisions]
+    )
     ctx.stats.decisions += len(decisions)
     return _json(decisions[0] if single else decisions)
 

@@ -24,9 +24,22 @@ from rune.streams.consistency import TokenError, WaitingRoom, parse_token, satis
 from rune.streams.context import Context
 from rune.streams.offsets import OffsetTracker
 
-__all__ = ["MAX_DELIVERIES", "Serve"]
+__all__ = ["MAX_DECISION_BYTES", "MAX_DELIVERIES", "Serve", "encode_decision"]
 
 MAX_DELIVERIES = 8
+MAX_DECISION_BYTES = 900 * 1024
+"""A decision record stays below Kafka's default message.max.bytes (1 MiB)."""
+
+
+def encode_decision(decision: dict[str, Any]) -> bytes:
+    """The decision as JSON; an explanation that would make the record too large for the
+    topic is dropped (and said so in ``error``) rather than failing the produce."""
+    raw = orjson.dumps(decision)
+    if len(raw) <= MAX_DECISION_BYTES:
+        return raw
+    slim = {k: v for k, v in decision.items() if k != "explanation"}
+    slim["error"] = f"explanation dropped: the decision would be {len(raw)} bytes"
+    return orjson.dumps(slim)
 
 
 class Serve:
@@ -159,7 +172,7 @@ class Serve:
             Outgoing(
                 topic,
                 d["id"].encode() if isinstance(d.get("id"), str) else None,
-                orjson.dumps(d),
+                encode_decision(d),
             )
             for d in decisions
         ]

@@ -29,7 +29,7 @@ def service_options(fn: F) -> F:
             "--config",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
             envvar="RUNE_CONFIG",
-            help="TOML settings file (env RUNE_CONFIG; docs/OPERATIONS.md lists the keys).",
+            help="TOML settings file (env RUNE_CONFIG; docs/configuration.md lists the keys).",
         ),
         click.option("--group-id", default=None, help="Consumer group of the request topic."),
         click.option(

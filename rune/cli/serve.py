@@ -69,6 +69,7 @@ def serve(
     Without --kafka it runs on the embedded log, preloaded with the bundled example, so
     `rune serve` works with nothing else installed:
 
+    \b
         rune serve --port 8080
         curl -s localhost:8080/v1/authorize -d @request.json
 

@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Any
 
 import click
+import orjson
 
 from rune.cli.options import load_from_flags, service_options
 from rune.config import Settings
@@ -91,7 +92,7 @@ def serve(
         "stream": {"token_wait_s": token_wait},
         **flags,
     }
-    log = _log(settings, None if empty else (bundle, events))
+    log = _open_log(settings, None if empty else (bundle, events))
     try:
         asyncio.run(_serve(settings, log, config, overrides))
     except RuneError as exc:
@@ -114,7 +115,8 @@ async def _serve(
     await server.run()
 
 
-def _log(settings: Settings, preload: tuple[Path | None, Path | None] | None) -> Log:
+def _open_log(settings: Settings, preload: tuple[Path | None, Path | None] | None) -> Log:
+    """Kafka, or the embedded log with its topics and the preloaded bundle and events."""
     if not settings.embedded:
         from rune.connectors.kafka import KafkaLog
 
@@ -134,8 +136,6 @@ def _log(settings: Settings, preload: tuple[Path | None, Path | None] | None) ->
     raw = bundle.read_bytes() if bundle else (EXAMPLE / "bundle.json").read_bytes()
     log.append(Outgoing(t.policies, b"default", raw), str(bundle or "example bundle"))
     lines = events.read_bytes() if events else (EXAMPLE / "events.jsonl").read_bytes()
-    import orjson
-
     for n, line in enumerate(lines.splitlines(), 1):
         if not line.strip():
             continue

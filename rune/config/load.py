@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -73,13 +74,14 @@ class _DictSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
+@dataclass(frozen=True, slots=True)
 class Loaded:
     """Settings with where they came from (for ``rune config check`` and reloads)."""
 
-    def __init__(self, settings: Settings, path: Path | None, notes: list[str]) -> None:
-        self.settings = settings
-        self.path = path
-        self.notes = notes
+    settings: Settings
+    path: Path | None
+    notes: list[str]
+    """What migrating an older file changed."""
 
 
 def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -93,6 +95,7 @@ def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None 
 
 
 def load(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Loaded:
+    """:func:`load_settings`, with the file's migration notes."""
     data, notes = read_file(path) if path is not None else ({}, [])
     where = str(path) if path is not None else "settings"
     given = _drop_none(overrides or {})

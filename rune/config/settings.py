@@ -111,7 +111,8 @@ class Logging(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
     decisions: Literal["all", "deny", "none"] = Field(
-        "all", description="which decisions get a log line"
+        "deny",
+        description="which decisions get a log line (the decision topic has all of them)",
     )
     include_request: bool = Field(
         False, description="decision records also carry principal, action and resource"

@@ -8,8 +8,8 @@ settings ask for (fewer partitions, another ``cleanup.policy``) a warning names 
 again is harmless. ``rune topics list`` prints the topics of the settings and, with a Kafka
 bootstrap, what the broker holds for each.
 
-Topics are created with replication factor 1 (as the service does); create production topics
-with a higher replication factor yourself.
+Topics get ``kafka.replication_factor`` replicas (default 1, a single broker; set 3 on a
+production cluster, which also sets ``min.insync.replicas`` = 2).
 """
 
 from __future__ import annotations

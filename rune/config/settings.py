@@ -70,6 +70,9 @@ class Kafka(_Section):
     group_id: str = Field("rune", min_length=1, description="consumer group of requests")
     client_id: str = Field("rune", min_length=1)
     partitions: int = Field(3, ge=1, description="partitions of topics RUNE creates")
+    replication_factor: int = Field(
+        1, ge=1, le=32, description="replicas of topics RUNE creates (3 on a production cluster)"
+    )
     isolation_level: Literal["read_uncommitted", "read_committed"] = "read_uncommitted"
 
 

@@ -69,6 +69,7 @@ class TopicSpec:
     name: str
     partitions: int = 1
     configs: Mapping[str, str] = field(default_factory=dict)
+    replication: int = 1
 
 
 class Reader(Protocol):

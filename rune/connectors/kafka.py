@@ -104,7 +104,10 @@ class KafkaLog:
         missing = [s for s in specs if s.name not in existing]
         if missing:
             response = await admin.create_topics(
-                [NewTopic(s.name, s.partitions, 1, topic_configs=dict(s.configs)) for s in missing]
+                [
+                    NewTopic(s.name, s.partitions, s.replication, topic_configs=dict(s.configs))
+                    for s in missing
+                ]
             )
             errors = [
                 e

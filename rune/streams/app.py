@@ -36,15 +36,19 @@ COMPACT = {"cleanup.policy": "compact"}
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The topics RUNE uses; facts, policies and changes are compacted."""
-    t, n = settings.topics, settings.kafka.partitions
+    """The topics RUNE uses; facts, policies and changes are compacted. With 3 or more
+    replicas every topic asks for ``min.insync.replicas`` = 2, so an acknowledged record
+    (produced with acks=all) survives the loss of a broker."""
+    t, n, rf = settings.topics, settings.kafka.partitions, settings.kafka.replication_factor
+    durable = {"min.insync.replicas": "2"} if rf >= 3 else {}
+    compact = {**COMPACT, **durable}
     return [
-        TopicSpec(t.facts, n, COMPACT),
-        TopicSpec(t.policies, 1, COMPACT),
-        TopicSpec(t.requests, n),
-        TopicSpec(t.decisions, n),
-        TopicSpec(t.changes, n, COMPACT),
-        TopicSpec(t.dlq, 1),
+        TopicSpec(t.facts, n, compact, rf),
+        TopicSpec(t.policies, 1, compact, rf),
+        TopicSpec(t.requests, n, durable, rf),
+        TopicSpec(t.decisions, n, durable, rf),
+        TopicSpec(t.changes, n, compact, rf),
+        TopicSpec(t.dlq, 1, durable, rf),
     ]
 
 

@@ -90,3 +90,17 @@ def test_oversized_decisions_drop_the_explanation_not_the_record() -> None:
     got = orjson.loads(raw)
     assert len(raw) < MAX_DECISION_BYTES and "explanation" not in got
     assert got["decision"] == "deny" and "explanation dropped" in got["error"]
+
+
+def test_topic_specs_follow_partitions_and_replicas() -> None:
+    from rune.config import load_settings
+    from rune.streams.app import topic_specs
+
+    single = {s.name: s for s in topic_specs(load_settings(None, {"kafka": {"partitions": 4}}))}
+    assert single["rune.facts"].partitions == 4 and single["rune.policies"].partitions == 1
+    assert single["rune.facts"].replication == 1
+    assert dict(single["rune.facts"].configs) == {"cleanup.policy": "compact"}
+    assert dict(single["rune.decisions"].configs) == {}
+    replicated = topic_specs(load_settings(None, {"kafka": {"replication_factor": 3}}))
+    assert all(s.replication == 3 for s in replicated)
+    assert all(s.configs["min.insync.replicas"] == "2" for s in replicated)

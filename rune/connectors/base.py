@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from rune.errors import RuneError
 
@@ -29,9 +29,13 @@ class ConnectorError(RuneError):
     """A log operation failed (broker unreachable, topic missing, produce not acknowledged)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One fetched record. ``origin`` optionally names where it came from (``file:line``)."""
+class Record(NamedTuple):
+    """One fetched record. ``origin`` optionally names where it came from (``file:line``).
+
+    The three per-record types are named tuples: immutable like frozen dataclasses, and
+    built in a third of the time (a frozen dataclass sets each field through
+    ``object.__setattr__``), which matters at tens of thousands of records per second.
+    """
 
     topic: str
     partition: int
@@ -45,8 +49,7 @@ class Record:
         return self.origin or f"{self.topic}[{self.partition}]@{self.offset}"
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """A record to produce; ``partition=None`` lets the log choose by key."""
 
     topic: str
@@ -55,8 +58,7 @@ class Outgoing:
     partition: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(NamedTuple):
     """Where an acknowledged record was written."""
 
     topic: str

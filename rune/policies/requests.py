@@ -7,8 +7,7 @@ most 1024; ``context`` an object nested at most :data:`MAX_CONTEXT_DEPTH` levels
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 import orjson
 
@@ -38,16 +37,17 @@ _MISSING: Final = object()
 CacheKey = tuple[EntityRef, EntityRef, EntityRef, bytes]
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
+    """A validated request (a named tuple: built once per request on the hot path)."""
+
     id: str
     principal: EntityRef
     action: EntityRef
     resource: EntityRef
     context: dict[str, object]
     explain: bool
-    context_refs: frozenset[EntityRef] = field(repr=False)
-    key: CacheKey = field(repr=False)
+    context_refs: frozenset[EntityRef]
+    key: CacheKey
     """Everything the decision depends on besides the views: principal, action, resource and
     the context in canonical JSON (``id`` and ``explain`` are not part of it)."""
 

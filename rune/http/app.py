@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from rune.connectors.base import ConnectorError
 from rune.http import api, ops
 from rune.http.errors import HttpError, error_response
 from rune.http.runtime import RUNTIME, Runtime
@@ -49,6 +50,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except HttpError as exc:
         return error_response(exc.status, exc.type, exc.message, exc.location, exc.headers)
+    except ConnectorError as exc:  # the log (Kafka) refused or timed out: retry later
+        _log.warning("log unavailable", path=request.path, error=str(exc))
+        return error_response(
+            503,
+            "log_unavailable",
+            f"the log did not acknowledge: {exc}",
+            "",
+            {"Retry-After": "1"},
+        )
     except web.HTTPException as exc:  # aiohttp's own: 404, 405, 413 ...
         kind = exc.reason.lower().replace(" ", "_")
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}

@@ -213,3 +213,23 @@ async def test_boolean_bundle_version_is_invalid_not_stale() -> None:
     async with serving() as h:
         status, err, _ = await h.call("POST", "/v1/bundles", {**BUNDLE, "version": True})
         assert status == 400 and err["error"]["location"] == "version"
+
+
+async def test_an_unavailable_log_is_a_503_and_the_service_keeps_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rune.connectors.base import ConnectorError
+
+    async with serving() as h:
+
+        async def refuse(records: object) -> object:
+            raise ConnectorError("produce failed: broker unreachable")
+
+        monkeypatch.setattr(h.log, "produce", refuse)
+        status, err, resp = await h.call("POST", "/v1/events?wait=false", ok_fact("a", "r", "d"))
+        assert status == 503 and err["error"]["type"] == "log_unavailable"
+        assert resp.headers["Retry-After"] == "1"
+        monkeypatch.undo()
+        assert (await h.call("GET", "/health/live"))[0] == 200
+        status, body, _ = await h.call("POST", "/v1/events", ok_fact("a", "r", "d"))
+        assert status == 200 and body["applied"] is True

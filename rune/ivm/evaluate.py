@@ -20,7 +20,7 @@ what later strata and the caller see.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any
 
@@ -36,6 +36,8 @@ from rune.ivm.store import (
     OldRowsView,
     Relation,
     Row,
+    item_function,
+    unpack,
 )
 from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule
 from rune.ivm.values import Dictionary
@@ -43,15 +45,25 @@ from rune.ivm.values import Dictionary
 __all__ = ["Materialization"]
 
 
+Primary = Callable[[str], "tuple[int, ...] | None"]
+
+
 class _StratumPlans:
     """Compiled plans of one stratum."""
 
-    __slots__ = ("full", "head_bound", "inputs", "internal", "lower", "stratum")
+    __slots__ = ("full", "head_bound", "inputs", "internal", "linear", "lower", "stratum")
 
-    def __init__(self, stratum: Stratum, dictionary: Dictionary, optimize: bool) -> None:
+    def __init__(
+        self, stratum: Stratum, dictionary: Dictionary, optimize: bool, primary: Primary
+    ) -> None:
         self.stratum = stratum
         own = set(stratum.relations)
-        self.full = [compile_plan(rule, dictionary, optimize=optimize) for rule in stratum.rules]
+        # recursive strata need no weights (semi-naive, DRed): plans collect rows into sets
+        collect = stratum.recursive
+        self.full = [
+            compile_plan(rule, dictionary, optimize=optimize, primary=primary, collect=collect)
+            for rule in stratum.rules
+        ]
         self.lower: list[Plan] = []  # delta plans whose source is a lower-stratum literal
         self.internal: list[Plan] = []  # delta plans whose source is a same-stratum literal
         for rule in stratum.rules:
@@ -59,9 +71,14 @@ class _StratumPlans:
                 atom = lit.atom if isinstance(lit, Negation) else lit
                 if not isinstance(atom, Atom):
                     continue
-                plan = compile_plan(rule, dictionary, source=k, optimize=optimize)
+                plan = compile_plan(
+                    rule, dictionary, source=k, optimize=optimize, primary=primary, collect=collect
+                )
                 (self.internal if atom.relation in own else self.lower).append(plan)
         self.inputs = {_source_relation(p) for p in self.lower}
+        # every internal delta plan reads its own stratum only through its delta source: a
+        # bulk evaluation can keep the stratum's rows in plain sets and index them once
+        self.linear = all(a.relation not in own for p in self.internal for a in p.accesses)
         self.head_bound: dict[str, list[Plan]] = {}
         if stratum.recursive:
             for rule in stratum.rules:
@@ -73,8 +90,52 @@ class _StratumPlans:
                         bound=tuple(range(arity)),
                         exists=True,
                         optimize=optimize,
+                        primary=primary,
                     )
                 )
+
+    def plans(self) -> Iterator[Plan]:
+        yield from self.full
+        yield from self.lower
+        yield from self.internal
+        yield from chain.from_iterable(self.head_bound.values())
+
+
+def _choose_primaries(
+    analysis: Analysis, dictionary: Dictionary, optimize: bool
+) -> dict[str, tuple[int, ...]]:
+    """Primary index columns of each stored relation of arity >= 2.
+
+    The primary index is the storage (see :mod:`rune.ivm.store`), so choosing one that plans
+    probe anyway saves a whole index: among the column sets the plans probe (those of the
+    strata, and the on-demand rules with every head column bound, as checks call them), the
+    fewest columns, then the lowest; ``(0,)`` when plans probe none.
+    """
+    probed: dict[str, set[tuple[int, ...]]] = {}
+    plans: list[Plan] = []
+    for stratum in analysis.strata:
+        plans.extend(_StratumPlans(stratum, dictionary, optimize, _no_primary).plans())
+    for name, spec in analysis.relations.items():
+        if spec.on_demand:
+            for rule in analysis.rules_by_head.get(name, []):
+                bound = tuple(range(spec.arity))
+                plans.append(
+                    compile_plan(rule, dictionary, bound=bound, exists=True, optimize=optimize)
+                )
+    for plan in plans:
+        for access in plan.accesses:
+            if access.kind == "index":
+                probed.setdefault(access.relation, set()).add(access.cols)
+    out: dict[str, tuple[int, ...]] = {}
+    for name, spec in analysis.relations.items():
+        if spec.arity >= 2 and not spec.on_demand:
+            options = probed.get(name)
+            out[name] = min(options, key=lambda c: (len(c), c)) if options else (0,)
+    return out
+
+
+def _no_primary(relation: str) -> tuple[int, ...] | None:
+    return None
 
 
 def _source_relation(plan: Plan) -> str:
@@ -108,12 +169,10 @@ def _literal_relation(lit: object) -> str | None:
 def _same_rows(rel: Relation, other: Relation | None) -> bool:
     """Whether two stored relations hold the same rows (counts aside)."""
     if other is None:
-        return not rel.rows
-    if len(rel.rows) != len(other.rows):
+        return not rel
+    if len(rel) != len(other):
         return False
-    a = rel.rows.keys() if isinstance(rel.rows, dict) else rel.rows
-    b = other.rows.keys() if isinstance(other.rows, dict) else other.rows
-    return a == b
+    return set(rel) == set(other)
 
 
 def _source_negated(plan: Plan) -> bool:
@@ -136,30 +195,30 @@ class Materialization:
         self.optimize = optimize
         self.on_demand = frozenset(n for n, spec in analysis.relations.items() if spec.on_demand)
         counted = {s.relations[0] for s in analysis.strata if not s.recursive}
-        self.relations: dict[str, Relation] = {
-            name: Relation(name, spec.arity, counted=name in counted)
-            for name, spec in analysis.relations.items()
-            if not spec.on_demand
-        }
         for rules in analysis.rules_by_head.values():  # constants get ids before any lookup
             for rule in rules:
                 _encode_constants(rule, dictionary)
-        self.strata = [_StratumPlans(s, dictionary, optimize) for s in analysis.strata]
+        self.primaries = _choose_primaries(analysis, dictionary, optimize)
+        self.relations: dict[str, Relation] = {
+            name: Relation(name, spec.arity, counted=name in counted, primary=self.primary(name))
+            for name, spec in analysis.relations.items()
+            if not spec.on_demand
+        }
+        self.strata = [
+            _StratumPlans(s, dictionary, optimize, self.primary) for s in analysis.strata
+        ]
         self._demand_plans: dict[
             tuple[str, tuple[int, ...], bool], list[tuple[Any, tuple[Any, ...]]]
         ] = {}
         self._deltas: dict[str, Delta] = {}
         self._views: dict[tuple[Any, ...], Any] = {}
         # take_over: relations moved from the old materialization -> (relation, old name,
-        # index columns it had), for give_back
-        self._moved: dict[int, tuple[Relation, str, set[tuple[int, ...]]]] = {}
+        # index columns it had, old primary), for give_back
+        self._moved: dict[
+            int, tuple[Relation, str, set[tuple[int, ...]], tuple[int, ...] | None]
+        ] = {}
         for sp in self.strata:
-            for plan in (
-                *sp.full,
-                *sp.lower,
-                *sp.internal,
-                *chain.from_iterable(sp.head_bound.values()),
-            ):
+            for plan in sp.plans():
                 self._prepare_indexes(plan)
 
     # -- relations ---------------------------------------------------------------------------
@@ -170,6 +229,10 @@ class Materialization:
         if rel is None:
             rel = self.relations[name] = Relation(name, arity)
         return rel
+
+    def primary(self, name: str) -> tuple[int, ...] | None:
+        """Primary index columns of a stored relation of the program (else ``None``)."""
+        return self.primaries.get(name)
 
     def is_on_demand(self, name: str) -> bool:
         return name in self.on_demand
@@ -197,8 +260,8 @@ class Materialization:
         else:
             rel = self.relations[access.relation]
             if delta is None:
-                view = rel.index(access.cols).map if access.kind == "index" else rel.rows
-            elif len(rel.rows) == len(delta.plus) and not delta.minus:  # old version was empty
+                view = rel.index(access.cols).map if access.kind == "index" else rel.scan()
+            elif len(rel) == len(delta.plus) and not delta.minus:  # old version was empty
                 view = EMPTY_MAP if access.kind == "index" else EMPTY_ROWS
             elif access.kind == "index":
                 view = OldIndexView(rel.index(access.cols), delta)
@@ -210,8 +273,8 @@ class Materialization:
     def _run(
         self,
         plan: Plan,
-        source: dict[Row, int] | None,
-        out: dict[Row, int] | None,
+        source: Iterable[Row] | dict[Row, int] | None,
+        out: set[Row] | dict[Row, int] | None,
         head: Row | None = None,
         old_after: int | None = None,
         old: bool = False,
@@ -235,6 +298,32 @@ class Materialization:
         for sp in self.strata:
             self._materialize(sp, max_iterations)
 
+    def bulk_strata(self, names: Iterable[str]) -> list[_StratumPlans] | None:
+        """The strata that inserting into relations ``names`` affects, if a bulk load fits.
+
+        It fits when those relations and every stratum depending on them (transitively) are
+        empty: each such stratum's new content is then its evaluation from scratch, and its
+        change is all of it. ``None`` when it does not fit.
+        """
+        changed = set(names)
+        relations = self.relations
+        if any(relations[n] for n in changed):
+            return None
+        affected = []
+        for sp in self.strata:
+            if not sp.inputs.isdisjoint(changed):
+                if any(relations[r] for r in sp.stratum.relations):
+                    return None
+                affected.append(sp)
+                changed.update(sp.stratum.relations)
+        return affected
+
+    def materialize_strata(self, strata: list[_StratumPlans]) -> set[str]:
+        """Compute ``strata`` (from :meth:`bulk_strata`) from scratch; their relations."""
+        for sp in strata:
+            self._materialize(sp, None)
+        return {r for sp in strata for r in sp.stratum.relations}
+
     def _materialize(self, sp: _StratumPlans, max_iterations: int | None) -> None:
         """Compute one stratum from scratch (its relations must be empty)."""
         self._deltas = {}
@@ -242,17 +331,19 @@ class Materialization:
         if sp.stratum.recursive:
             seeds: dict[str, set[Row]] = {r: set() for r in sp.stratum.relations}
             for plan in sp.full:
-                out: dict[Row, int] = {}
-                self._run(plan, None, out)
-                seeds[plan.rule.head.relation].update(out)
-            self._propagate(sp, seeds, max_iterations)
+                self._run(plan, None, seeds[plan.rule.head.relation])
+            if sp.linear:
+                for r, rows in self._fixpoint(sp, seeds, max_iterations).items():
+                    self.relations[r].insert(rows)
+            else:
+                self._propagate(sp, seeds, max_iterations, track=False)
         else:
             counts: dict[Row, int] = {}
             for plan in sp.full:
                 self._run(plan, None, counts)
             rel = self.relations[sp.stratum.relations[0]]
             rel.insert(counts)
-            rel.rows.update(counts)
+            rel.counts = {row: n for row, n in counts.items() if n != 1}
         self._views = {}
 
     def take_over(
@@ -281,11 +372,13 @@ class Materialization:
     def give_back(self) -> None:
         """Undo what :meth:`take_over` did to the old materialization's relations.
 
-        Moved relations get their names back, and indexes built on them since the move are
-        dropped (the old plans never read them). Only the old materialization is usable after.
+        Moved relations get their names and primary indexes back, and indexes built on them
+        since the move are dropped (the old plans never read them). Only the old
+        materialization is usable after.
         """
-        for rel, name, indexes in self._moved.values():
+        for rel, name, indexes, primary in self._moved.values():
             rel.name = name
+            rel.set_primary(primary)
             for cols in [c for c in rel.indexes if c not in indexes]:
                 del rel.indexes[cols]
         self._moved = {}
@@ -297,8 +390,9 @@ class Materialization:
         unchanged: set[str] = set()
         for old_name, new_name in asserted.items():
             rel = old.relations[old_name]
-            moved[id(rel)] = (rel, rel.name, set(rel.indexes))
+            moved[id(rel)] = (rel, rel.name, set(rel.indexes), rel.primary)
             rel.name = new_name
+            rel.set_primary(self.primary(new_name))
             self.relations[new_name] = rel
             if old_name == new_name:
                 unchanged.add(new_name)
@@ -324,18 +418,14 @@ class Materialization:
             ):
                 for r in own:
                     rel = self.relations[r] = old.relations[r]
-                    moved.setdefault(id(rel), (rel, rel.name, set(rel.indexes)))
+                    moved.setdefault(id(rel), (rel, rel.name, set(rel.indexes), rel.primary))
+                    rel.set_primary(self.primary(r))
                     unchanged.add(r)
                 continue
             self._materialize(sp, max_iterations)
             unchanged.update(r for r in own if _same_rows(self.relations[r], old.relations.get(r)))
         for sp in self.strata:
-            for plan in (
-                *sp.full,
-                *sp.lower,
-                *sp.internal,
-                *chain.from_iterable(sp.head_bound.values()),
-            ):
+            for plan in sp.plans():
                 self._prepare_indexes(plan)
         return unchanged
 
@@ -374,14 +464,14 @@ class Materialization:
                 assert plan.source is not None
                 self._run(plan, delta.signed(), acc, old_after=plan.source)
         rel = self.relations[name]
-        counts = rel.rows
-        assert isinstance(counts, dict)
+        counts = rel.counts  # rows with more than one derivation; other stored rows have one
+        present = rel.present(acc) if rel else EMPTY_ROWS
         added: dict[Row, int] = {}
         removed: list[Row] = []
         for row, weight in acc.items():
             if not weight:
                 continue
-            before = counts.get(row, 0)
+            before = counts.get(row, 1) if row in present else 0
             after = before + weight
             if after < 0:
                 raise AssertionError(f"negative derivation count for {name}{row}")
@@ -389,11 +479,13 @@ class Materialization:
                 added[row] = after
             elif not after:
                 removed.append(row)
+            elif after == 1:
+                del counts[row]
             else:
                 counts[row] = after
         rel.remove(removed)
         rel.insert(added)
-        counts.update(added)
+        counts.update((row, n) for row, n in added.items() if n != 1)
         if added or removed:
             self._deltas[name] = Delta(set(added), set(removed))
 
@@ -407,10 +499,10 @@ class Materialization:
             delta = deltas.get(_source_relation(plan))
             rows = None if delta is None else delta.plus if _source_negated(plan) else delta.minus
             if rows:
-                out: dict[Row, int] = {}
-                self._run(plan, dict.fromkeys(rows, 1), out, old=True)
+                out: set[Row] = set()
+                self._run(plan, rows, out, old=True)
                 head = plan.rule.head.relation
-                fresh = out.keys() - doomed[head]
+                fresh = out - doomed[head]
                 doomed[head].update(fresh)
                 frontier[head].update(fresh)
         while any(frontier.values()):
@@ -418,10 +510,10 @@ class Materialization:
             for plan in sp.internal:
                 rows = frontier[_source_relation(plan)]
                 if rows:
-                    out = {}
-                    self._run(plan, dict.fromkeys(rows, 1), out, old=True)
+                    out = set()
+                    self._run(plan, rows, out, old=True)
                     head = plan.rule.head.relation
-                    fresh = out.keys() - doomed[head]
+                    fresh = out - doomed[head]
                     doomed[head].update(fresh)
                     nxt[head].update(fresh)
             frontier = nxt
@@ -447,9 +539,7 @@ class Materialization:
             delta = deltas.get(_source_relation(plan))
             rows = None if delta is None else delta.minus if _source_negated(plan) else delta.plus
             if rows:
-                out = {}
-                self._run(plan, dict.fromkeys(rows, 1), out)
-                seeds[plan.rule.head.relation].update(out)
+                self._run(plan, rows, seeds[plan.rule.head.relation])
         inserted = self._propagate(sp, seeds)  # updates are never bounded (see Engine)
         for r in own:
             added = inserted[r] - doomed[r]
@@ -457,44 +547,74 @@ class Materialization:
             if added or removed:
                 deltas[r] = Delta(added, removed)
 
+    def _fixpoint(
+        self, sp: _StratumPlans, seeds: dict[str, set[Row]], max_iterations: int | None
+    ) -> dict[str, set[Row]]:
+        """Semi-naive evaluation of a :attr:`_StratumPlans.linear` stratum in plain sets.
+
+        Its relations must be empty and stay so until the caller inserts the result (the
+        internal plans never read them): each round is then set differences and unions,
+        and the indexes are built once, from the final rows. Rounds as :meth:`_propagate`.
+        """
+        own = sp.stratum.relations
+        stored: dict[str, set[Row]] = {r: set() for r in own}
+        candidates = seeds
+        rounds = 0
+        while True:
+            frontier = {r: rows - stored[r] for r, rows in candidates.items()}
+            if not any(frontier.values()):
+                return stored
+            rounds += 1
+            if max_iterations is not None and rounds > max_iterations:
+                names = tuple(r for r in own if not is_internal(r)) or own
+                raise IterationLimitError(names, max_iterations)
+            for r, rows in frontier.items():
+                stored[r] |= rows
+            candidates = {r: set() for r in own}
+            for plan in sp.internal:
+                rows = frontier[_source_relation(plan)]
+                if rows:
+                    self._run(plan, rows, candidates[plan.rule.head.relation])
+
     def _propagate(
-        self, sp: _StratumPlans, seeds: dict[str, set[Row]], max_iterations: int | None = None
+        self,
+        sp: _StratumPlans,
+        seeds: dict[str, set[Row]],
+        max_iterations: int | None = None,
+        track: bool = True,
     ) -> dict[str, set[Row]]:
         """Insert ``seeds`` and everything they derive; return the rows newly stored.
+
+        Without ``track`` the rows stored are not collected (bulk: nothing needs them), and
+        the result is empty.
 
         Round 1 inserts the new ``seeds``; round *n* inserts what round *n-1*'s rows derived.
         With ``max_iterations``, needing round ``max_iterations + 1`` raises
         :class:`IterationLimitError` (one integer comparison per round, not per row).
         """
         relations = self.relations
-        inserted: dict[str, set[Row]] = {r: set() for r in sp.stratum.relations}
-        frontier = {
-            r: {row for row in rows if row not in relations[r].rows} for r, rows in seeds.items()
-        }
+        own = sp.stratum.relations
+        inserted: dict[str, set[Row]] = {r: set() for r in own}
+        candidates = seeds
         rounds = 0
-        while any(frontier.values()):
+        while True:
+            # what the previous round derived and is not stored yet: stored now, in one pass
+            frontier = {r: relations[r].insert_new(rows) for r, rows in candidates.items()}
+            if not any(frontier.values()):
+                return inserted
             rounds += 1
             if max_iterations is not None and rounds > max_iterations:
-                own = sp.stratum.relations
+                # the rows just stored are not undone: the caller discards this materialization
                 names = tuple(r for r in own if not is_internal(r)) or own
                 raise IterationLimitError(names, max_iterations)
-            for r, rows in frontier.items():
-                relations[r].insert(rows)
-                inserted[r].update(rows)
-            nxt: dict[str, set[Row]] = {r: set() for r in sp.stratum.relations}
+            if track:
+                for r, rows in frontier.items():
+                    inserted[r].update(rows)
+            candidates = {r: set() for r in own}
             for plan in sp.internal:
                 rows = frontier[_source_relation(plan)]
                 if rows:
-                    out: dict[Row, int] = {}
-                    self._run(plan, dict.fromkeys(rows, 1), out)
-                    head = plan.rule.head.relation
-                    stored = relations[head].rows
-                    target = nxt[head]
-                    for row in out:
-                        if row not in stored:
-                            target.add(row)
-            frontier = nxt
-        return inserted
+                    self._run(plan, rows, candidates[plan.rule.head.relation])
 
     # -- on-demand relations ---------------------------------------------------------------------
 
@@ -509,7 +629,12 @@ class Materialization:
             ready = []
             for rule in self.analysis.rules_by_head[name]:
                 plan = compile_plan(
-                    rule, self.dictionary, bound=cols, exists=exists, optimize=self.optimize
+                    rule,
+                    self.dictionary,
+                    bound=cols,
+                    exists=exists,
+                    optimize=self.optimize,
+                    primary=self.primary,
                 )
                 self._prepare_indexes(plan)
                 # on-demand plans always read the current version: views are live, resolve once
@@ -528,12 +653,12 @@ class Materialization:
     def rows(self, name: str) -> Iterable[Row]:
         if self.is_on_demand(name):
             return self.demand(name, (), None, exists=False)  # type: ignore[no-any-return]
-        return self.relations[name].rows
+        return self.relations[name]
 
     def contains(self, name: str, row: Row) -> bool:
         if name in self.on_demand:
             return bool(self.demand(name, _ALL_COLUMNS[len(row)], row, exists=True))
-        return row in self.relations[name].rows
+        return row in self.relations[name]
 
     def lookup(self, name: str, cols: tuple[int, ...], row: Row) -> Iterable[Row]:
         """Rows of ``name`` equal to ``row`` at ``cols`` (other positions of ``row`` ignored)."""
@@ -541,11 +666,11 @@ class Materialization:
             return self.demand(name, cols, row, exists=False)  # type: ignore[no-any-return]
         rel = self.relations[name]
         if not cols:
-            return rel.rows
+            return rel
         if len(cols) == rel.arity:
-            return (row,) if row in rel.rows else EMPTY
-        key = row[cols[0]] if len(cols) == 1 else tuple(row[c] for c in cols)
-        return rel.index(cols).map.get(key, EMPTY)
+            return (row,) if row in rel else EMPTY
+        index = rel.index(cols)
+        return index.full_rows(index.key(row))
 
     def user_relations(self) -> Iterator[str]:
         return (name for name in self.relations if not is_internal(name))
@@ -571,13 +696,15 @@ class _DemandView:
     def _head(self, key: Any) -> Row:
         arity = self.mat.analysis.relations[self.name].arity
         head = [0] * arity
-        values = (key,) if len(self.cols) == 1 else key
-        for col, value in zip(self.cols, values, strict=True):
+        for col, value in zip(self.cols, unpack(key, len(self.cols)), strict=True):
             head[col] = value
         return tuple(head)
 
-    def get(self, key: Any, default: Any = EMPTY) -> Iterable[Row]:
-        return self.mat.demand(self.name, self.cols, self._head(key), exists=False)  # type: ignore[no-any-return]
+    def get(self, key: Any, default: Any = EMPTY) -> Iterable[Any]:
+        """Items (see :mod:`rune.ivm.store`) of the rows whose ``cols`` make ``key``."""
+        rows = self.mat.demand(self.name, self.cols, self._head(key), exists=False)
+        item = item_function(self.mat.analysis.relations[self.name].arity, self.cols)
+        return [item(row) for row in rows]
 
     def __contains__(self, row: object) -> bool:
         assert isinstance(row, tuple)

@@ -1,8 +1,11 @@
 """Approximate memory accounting of a materialization (for benchmarks and ``Engine.stats``).
 
-Sizes come from ``sys.getsizeof`` of the containers and of each distinct row object, so they
-include the hash tables of sets, dicts and indexes but count a row shared by several
-containers once. Small integers below 257 are shared by CPython and are not counted.
+Sizes come from ``sys.getsizeof`` of every object the engine keeps: the containers (sets,
+dicts, index groups, including their hash tables and spare capacity), row tuples (relations of
+arity 0 and 1), items that are tuples, packed multi-column keys, derivation counts, and the
+dictionary (values, their ids and the id map). Ids are the dictionary's own int objects,
+shared by every row and index that holds them, so each is counted once, with the dictionary.
+Small integers below 257 are shared by CPython and are not counted.
 """
 
 from __future__ import annotations
@@ -24,18 +27,25 @@ def measure(mat: Materialization, dictionary: Dictionary) -> dict[str, int]:
     row_bytes = 0
     container_bytes = 0
     for rel in mat.relations.values():
-        tuples += len(rel.rows)
-        container_bytes += getsize(rel.rows)
-        for row in rel.rows:
-            row_bytes += getsize(row)
+        tuples += len(rel)
+        container_bytes += getsize(rel.counts)
+        row_bytes += sum(map(getsize, rel.counts))
+        if rel.primary is None:
+            rows = rel.scan()
+            container_bytes += getsize(rows)
+            row_bytes += sum(map(getsize, rows))
         for idx in rel.indexes.values():
             container_bytes += getsize(idx.map)
+            if len(idx.cols) > 1:  # packed keys are ints of their own
+                row_bytes += sum(map(getsize, idx.map))
             for group in idx.map.values():
                 index_entries += len(group)
                 container_bytes += getsize(group)
+                if idx.arity - len(idx.cols) > 1:  # items are tuples
+                    row_bytes += sum(map(getsize, group))
     dictionary_bytes = getsize(dictionary.values) + getsize(dictionary._ids)
-    for v in dictionary.values:
-        dictionary_bytes += getsize(v)
+    dictionary_bytes += sum(map(getsize, dictionary.values))
+    dictionary_bytes += sum(getsize(i) for i in dictionary._ids.values() if i > 256)
     total = row_bytes + container_bytes
     return {
         "tuples": tuples,

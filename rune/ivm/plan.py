@@ -18,9 +18,14 @@ the plan (no per-tuple dispatch, locals only).
 Compiled function signature: ``fn(SRC, OUT, HEAD, *views)`` where ``SRC`` maps delta rows to
 weights, ``OUT`` receives ``head_row -> summed weight``, ``HEAD`` holds the bound head values,
 and ``views`` are supplied by the caller for each entry of ``Plan.accesses``: an index-like
-object with ``get(key, default)`` for ``"index"``, or a container of rows for ``"rows"``. In
-``exists`` mode the function returns ``True`` at the first assignment instead of writing
+object with ``get(key, default)`` for ``"index"`` (a key as :func:`store.key_code` builds it,
+a group of items as :mod:`rune.ivm.store` describes), or a container of rows for ``"rows"``.
+In ``exists`` mode the function returns ``True`` at the first assignment instead of writing
 ``OUT``.
+
+Membership tests of a fully bound atom read the relation's *primary* index (``primary``
+gives its columns, ``None`` for relations kept as a set of rows: arity below 2, on-demand):
+``if item in V.get(key, EMPTY)``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rune.ivm.store import EMPTY
+from rune.ivm.store import EMPTY, item_code, key_code
 from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule, Term
 from rune.ivm.values import Dictionary, Value
 
@@ -54,6 +59,7 @@ class Plan:
     accesses: tuple[Access, ...]
     fn: Callable[..., Any]
     code: str
+    collect: bool = False
 
 
 def _ordered(a: Value, b: Value) -> tuple[Value, Value] | None:
@@ -94,6 +100,10 @@ class _Writer:
         self.depth += 1
 
 
+def _no_primary(relation: str) -> tuple[int, ...] | None:
+    return None
+
+
 def compile_plan(
     rule: Rule,
     dictionary: Dictionary,
@@ -101,12 +111,17 @@ def compile_plan(
     source: int | None = None,
     bound: tuple[int, ...] = (),
     exists: bool = False,
+    collect: bool = False,
     optimize: bool = True,
+    primary: Callable[[str], tuple[int, ...] | None] = _no_primary,
 ) -> Plan:
     """Compile ``rule`` for one mode (see the module docstring).
 
     ``optimize`` picks the next positive atom greedily (most bound arguments); without it the
-    next one is the first remaining in the body's written order.
+    next one is the first remaining in the body's written order. ``primary`` names the
+    primary index columns of a stored relation (membership tests probe it). ``collect``:
+    weights are not needed (semi-naive rounds, DRed): ``SRC`` is any iterable of rows and
+    ``OUT`` a set that receives the head rows.
     """
     names: dict[str, str] = {}
     bound_vars: set[str] = set()
@@ -123,20 +138,38 @@ def compile_plan(
             return str(dictionary.encode(t.value))
         return var(t.name)
 
-    def bind_row(atom: Atom, row: str, skip: set[int]) -> None:
-        """Bind/check the positions of ``atom`` read from ``row`` (``skip``: already keyed)."""
-        for pos, arg in enumerate(atom.args):
-            if pos in skip:
-                continue
+    def bind_row(atom: Atom, row: str, skip: tuple[int, ...]) -> None:
+        """Bind/check the positions of ``atom`` read from ``row``.
+
+        ``skip``: the key columns of the index ``row`` comes from; ``row`` is then an item
+        (the other columns: the id itself when one is left, else a tuple), else a full row.
+        """
+        rest = [p for p in range(len(atom.args)) if p not in skip]
+        for j, pos in enumerate(rest):
+            arg = atom.args[pos]
+            at = row if skip and len(rest) == 1 else f"{row}[{j if skip else pos}]"
             if isinstance(arg, Const):
-                out.open(f"if {row}[{pos}] == {term(arg)}:")
+                out.open(f"if {at} == {term(arg)}:")
             elif arg.anonymous:
                 continue
             elif arg.name in bound_vars:
-                out.open(f"if {row}[{pos}] == {var(arg.name)}:")
+                out.open(f"if {at} == {var(arg.name)}:")
             else:
-                out.line(f"{var(arg.name)} = {row}[{pos}]")
+                out.line(f"{var(arg.name)} = {at}")
                 bound_vars.add(arg.name)
+
+    def member(k: int, atom: Atom, negated: bool) -> None:
+        """A test that the fully bound ``atom`` (literal ``k``) holds (or not)."""
+        cols = primary(atom.relation)
+        test = "not in" if negated else "in"
+        if cols is None:
+            accesses.append(Access(k, atom.relation, "rows"))
+            out.open(f"if {row_expr(atom)} {test} V{len(accesses) - 1}:")
+            return
+        accesses.append(Access(k, atom.relation, "index", cols))
+        key = key_code([term(atom.args[c]) for c in cols])
+        rest = [term(a) for p, a in enumerate(atom.args) if p not in cols]
+        out.open(f"if {item_code(rest)} {test} G{len(accesses) - 1}({key}, EMPTY):")
 
     def is_bound(t: Term) -> bool:
         return isinstance(t, Const) or (not t.anonymous and t.name in bound_vars)
@@ -160,8 +193,8 @@ def compile_plan(
         lit = rule.body[source]
         atom = lit.atom if isinstance(lit, Negation) else lit
         assert isinstance(atom, Atom)
-        out.open("for s, w in SRC.items():")
-        bind_row(atom, "s", set())
+        out.open("for s in SRC:" if collect else "for s, w in SRC.items():")
+        bind_row(atom, "s", ())
         weight = "-w" if isinstance(lit, Negation) else "w"
         remaining.remove(source)
 
@@ -175,11 +208,9 @@ def compile_plan(
                 if isinstance(lit, Comparison) and all(is_bound(t) for t in (lit.left, lit.right)):
                     out.open(f"if {_comparison(lit, term)}:")
                 elif isinstance(lit, Negation) and all(is_bound(t) for t in lit.atom.args):
-                    accesses.append(Access(k, lit.atom.relation, "rows"))
-                    out.open(f"if {row_expr(lit.atom)} not in V{len(accesses) - 1}:")
+                    member(k, lit.atom, negated=True)
                 elif isinstance(lit, Atom) and all(is_bound(t) for t in lit.args):
-                    accesses.append(Access(k, lit.relation, "rows"))
-                    out.open(f"if {row_expr(lit)} in V{len(accesses) - 1}:")
+                    member(k, lit, negated=False)
                 else:
                     continue
                 remaining.remove(k)
@@ -203,31 +234,33 @@ def compile_plan(
         row = f"t{k}"
         if cols:
             accesses.append(Access(k, chosen.relation, "index", cols))
-            key = (
-                term(chosen.args[cols[0]])
-                if len(cols) == 1
-                else "(" + ", ".join(term(chosen.args[c]) for c in cols) + ")"
-            )
-            out.open(f"for {row} in V{len(accesses) - 1}.get({key}, EMPTY):")
+            key = key_code([term(chosen.args[c]) for c in cols])
+            out.open(f"for {row} in G{len(accesses) - 1}({key}, EMPTY):")
         else:
             accesses.append(Access(k, chosen.relation, "rows"))
             out.open(f"for {row} in V{len(accesses) - 1}:")
-        bind_row(chosen, row, set(cols))
+        bind_row(chosen, row, cols)
 
     # 3. emit
+    h = row_expr(head) if head.args else "()"
     if exists:
         out.line("return True")
+    elif collect:
+        out.line(f"add({h})")
     else:
-        out.line(f"h = {row_expr(head) if head.args else '()'}")
-        out.line(f"OUT[h] = OUT.get(h, 0) + {weight}")
+        out.line(f"h = {h}")
+        out.line(f"OUT[h] = get(h, 0) + {weight}")
+    # bound methods in locals: one attribute lookup per call instead of one per row
+    prologue = [f"    G{i} = V{i}.get" for i, a in enumerate(accesses) if a.kind == "index"]
+    if not exists:
+        prologue.append("    add = OUT.add" if collect else "    get = OUT.get")
     views = "".join(f", V{i}" for i in range(len(accesses)))
     tail = "    return False\n" if exists else ""
-    code = f"def plan(SRC, OUT, HEAD{views}):\n" + "\n".join(out.lines) + "\n" + tail
-    if not out.lines:
-        code = f"def plan(SRC, OUT, HEAD{views}):\n    pass\n" + tail
+    body = "\n".join(prologue + out.lines) if out.lines else "    pass"
+    code = f"def plan(SRC, OUT, HEAD{views}):\n" + body + "\n" + tail
     namespace: dict[str, Any] = {"EMPTY": EMPTY, "VAL": dictionary.values, "_lt": _lt, "_le": _le}
     exec(compile(code, f"<plan {rule.head.relation}:{rule.line}>", "exec"), namespace)
-    return Plan(rule, source, bound, tuple(accesses), namespace["plan"], code)
+    return Plan(rule, source, bound, tuple(accesses), namespace["plan"], code, collect)
 
 
 def _comparison(lit: Comparison, term: Callable[[Term], str]) -> str:

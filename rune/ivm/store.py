@@ -1,158 +1,533 @@
 """Storage of encoded tuples: relations, their indexes, and old-version views.
 
-A :class:`Relation` holds tuples of integer ids, either as a set or, for relations maintained
-by counting, as a dict from tuple to its number of derivations. Indexes (differential
-dataflow's *arrangements*) map the values of some columns to the tuples having them; each
-(relation, columns) index is built once and shared by every plan that probes it, and is kept
-up to date by :meth:`Relation.insert` / :meth:`Relation.remove`.
+A :class:`Relation` holds tuples of integer ids. Its indexes (differential dataflow's
+*arrangements*) group the rows by the values of some columns; each (relation, columns) index
+is built once, shared by every plan that probes it, and kept up to date by
+:meth:`Relation.insert` / :meth:`Relation.remove`.
+
+Layout (DESIGN §6 memory target): a relation of arity 2 or more keeps **no set of rows**.
+Every index holds all rows, so one of them, the *primary* index, is the storage: membership
+and iteration go through it. An index does not store row tuples either: ``map[key]`` is the
+group of *items* of the rows with that key, an item being what is left of a row without the
+key columns (the id itself when one column is left, else a tuple of the remaining ids in
+column order). A key is the id of the one key column, or the ids of several key columns packed
+into one int (:func:`pack`: 32 bits each; the dictionary never hands out more ids). Groups are
+tuples while small (8 bytes per item, and the cyclic GC stops tracking a tuple of ints), then
+lists (cheap appends), and sets beyond a size (constant-time membership and removal); the
+primary index goes from tuples to sets directly, its membership tests scan small groups only.
+A batch of insertions is grouped by key first, so a group is rebuilt once per batch, not once
+per row. Ids are the
+dictionary's own int objects, so an item costs one pointer. Relations of arity 0 and 1 are a
+set of row tuples.
 
 During an update, plans sometimes need a relation *as it was before* the update. Rather than
-copying, :class:`Delta` records the tuples added and removed and the ``Old*View`` classes
-answer lookups on the old version from the new one plus the delta.
+copying, :class:`Delta` records the rows added and removed and the ``Old*View`` classes answer
+lookups on the old version from the new one plus the delta.
 
-Pitfall: never insert into or remove from a relation while a plan iterates one of its indexes;
-plans write into a separate output dict and the caller applies it afterwards.
+Pitfall: never insert into or remove from a relation while a plan iterates one of its indexes
+(a set group changed during iteration raises); plans write into a separate output and the
+caller applies it afterwards.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from functools import cache
+from itertools import filterfalse
 from operator import itemgetter
 from typing import Any
 
-__all__ = ["EMPTY", "Delta", "Index", "OldIndexView", "OldRowsView", "Relation", "Row"]
+__all__ = [
+    "EMPTY",
+    "Delta",
+    "Index",
+    "OldIndexView",
+    "OldRowsView",
+    "Relation",
+    "Row",
+    "item_code",
+    "item_function",
+    "key_code",
+    "pack",
+    "unpack",
+]
 
 Row = tuple[int, ...]
-EMPTY: tuple[Row, ...] = ()
+EMPTY: tuple[Any, ...] = ()
 EMPTY_MAP: dict[Any, Any] = {}
 EMPTY_ROWS: frozenset[Row] = frozenset()
 
+KEY_BITS = 32
+"""Bits per id in a packed key (ids are below ``2**32``, see ``values.MAX_IDS``)."""
+_MASK = (1 << KEY_BITS) - 1
 
-def key_function(cols: tuple[int, ...]) -> Callable[[Row], Any]:
-    """Index key of a row: the column value for one column, a tuple for several."""
-    if not cols:
-        return lambda row: ()
-    return itemgetter(*cols)
+SMALL_GROUP = 64
+"""Index groups of up to this many items are tuples (compact, and not tracked by the GC)."""
+PRIMARY_GROUP_LIMIT = 64
+"""A primary index group becomes a set beyond this many items (membership is a scan below)."""
+GROUP_LIMIT = 2048
+"""Any other index group is a list up to this many items (appending is cheap, a removal scans
+it), a set beyond."""
 
 
-SMALL_GROUP = 8
-"""Index groups up to this size are tuples (48-120 bytes) rather than sets (216+ bytes)."""
+def key_code(parts: list[str]) -> str:
+    """Source of the key of an index from the source of its key columns' ids."""
+    if len(parts) == 1:
+        return parts[0]
+    n = len(parts)
+    return "(" + " | ".join(f"{p} << {KEY_BITS * (n - 1 - j)}" for j, p in enumerate(parts)) + ")"
+
+
+def item_code(parts: list[str]) -> str:
+    """Source of an item (what a group holds) from the source of the non-key columns' ids."""
+    if len(parts) == 1:
+        return parts[0]
+    return "(" + "".join(f"{p}, " for p in parts) + ")"
+
+
+def pack(ids: Iterable[int]) -> int:
+    """The packed key of several ids (what :func:`key_code` computes)."""
+    key = 0
+    for i in ids:
+        key = key << KEY_BITS | i
+    return key
+
+
+def unpack(key: int, n: int) -> tuple[int, ...]:
+    """The ``n`` ids of a key (``n == 1``: the key itself)."""
+    if n == 1:
+        return (key,)
+    return tuple((key >> (KEY_BITS * (n - 1 - j))) & _MASK for j in range(n))
+
+
+class _Ops:
+    """Functions of one index shape (arity, key columns), compiled once per shape."""
+
+    __slots__ = (
+        "absent",
+        "add",
+        "add_new",
+        "contains",
+        "full",
+        "item",
+        "key",
+        "present",
+        "remove",
+        "rows",
+    )
+
+    def __init__(self, arity: int, cols: tuple[int, ...], small: int, limit: int) -> None:
+        rest = [p for p in range(arity) if p not in cols]
+        key = key_code([f"r[{c}]" for c in cols])
+        item = item_code([f"r[{p}]" for p in rest])
+        n = len(cols)
+        at: dict[int, str] = {}
+        for j, c in enumerate(cols):
+            at[c] = "k" if n == 1 else f"(k >> {KEY_BITS * (n - 1 - j)} & {_MASK})"
+        for j, p in enumerate(rest):
+            at[p] = "x" if len(rest) == 1 else f"x[{j}]"
+        full = "(" + "".join(f"{at[p]}, " for p in range(arity)) + ")"
+        src = f"""
+def key(r):
+    return {key}
+
+def item(r):
+    return {item}
+
+def full(k, x):
+    return {full}
+
+def rows(m):
+    for k, g in m.items():
+        for x in g:
+            yield {full}
+
+def contains(m, r):
+    g = m.get({key})
+    return g is not None and {item} in g
+
+def present(m, rows):
+    get = m.get
+    return {{r for r in rows if {item} in get({key}, ())}}
+
+def absent(m, rows):
+    get = m.get
+    return {{r for r in rows if {item} not in get({key}, ())}}
+
+def add1(m, r, x):
+    k = {key}
+    g = m.get(k)
+    if g is None:
+        m[k] = (x,)
+    elif g.__class__ is tuple:
+        n = len(g) + 1
+        m[k] = g + (x,) if n <= {small} else [*g, x] if n <= {limit} else {{*g, x}}
+    elif g.__class__ is list:
+        g.append(x)
+        if len(g) > {limit}:
+            m[k] = set(g)
+    else:
+        g.add(x)
+
+def add(m, rows):
+    if len(rows) == 1:
+        for r in rows:
+            add1(m, r, {item})
+        return
+    by = defaultdict(list)
+    for r in rows:
+        by[{key}].append({item})
+    get = m.get
+    for k, xs in by.items():
+        g = get(k)
+        if g is None:
+            n = len(xs)
+            m[k] = tuple(xs) if n <= {small} else xs if n <= {limit} else set(xs)
+        elif g.__class__ is tuple:
+            n = len(g) + len(xs)
+            m[k] = g + tuple(xs) if n <= {small} else [*g, *xs] if n <= {limit} else {{*g, *xs}}
+        elif g.__class__ is list:
+            g += xs
+            if len(g) > {limit}:
+                m[k] = set(g)
+        else:
+            g.update(xs)
+
+def add_new(m, rows):
+    if len(rows) == 1:
+        for r in rows:
+            x = {item}
+            g = m.get({key})
+            if g is not None and x in g:
+                return []
+            add1(m, r, x)
+            return [r]
+        return []
+    by = defaultdict(list)
+    for r in rows:
+        by[{key}].append(r)
+    get = m.get
+    new = []
+    for k, rs in by.items():
+        g = get(k)
+        if g is None:
+            xs = list(map(ITEM, rs))
+            n = len(xs)
+            m[k] = tuple(xs) if n <= {small} else xs if n <= {limit} else set(xs)
+            new += rs
+            continue
+        xs = []
+        for r in rs:
+            x = {item}
+            if x not in g:
+                xs.append(x)
+                new.append(r)
+        if not xs:
+            continue
+        if g.__class__ is tuple:
+            n = len(g) + len(xs)
+            m[k] = g + tuple(xs) if n <= {small} else [*g, *xs] if n <= {limit} else {{*g, *xs}}
+        elif g.__class__ is list:
+            g += xs
+            if len(g) > {limit}:
+                m[k] = set(g)
+        else:
+            g.update(xs)
+    return new
+
+def remove(m, rows):
+    by = defaultdict(list)
+    for r in rows:
+        by[{key}].append({item})
+    for k, xs in by.items():
+        g = m[k]
+        if len(xs) >= len(g):
+            del m[k]
+        elif g.__class__ is tuple:
+            if len(xs) == 1:
+                i = g.index(xs[0])
+                m[k] = g[:i] + g[i + 1 :]
+            else:
+                m[k] = tuple(filterfalse(set(xs).__contains__, g))
+        elif g.__class__ is list:
+            if len(xs) == 1:
+                g.remove(xs[0])
+            else:
+                g[:] = filterfalse(set(xs).__contains__, g)
+        else:
+            g.difference_update(xs)
+"""
+        namespace: dict[str, Any] = {
+            "ITEM": itemgetter(*rest) if rest else _nothing,
+            "defaultdict": defaultdict,
+            "filterfalse": filterfalse,
+        }
+        exec(compile(src, f"<index {arity}:{cols}>", "exec"), namespace)
+        self.key: Callable[[Row], Any] = namespace["key"]
+        self.item: Callable[[Row], Any] = namespace["item"]
+        self.full: Callable[[Any, Any], Row] = namespace["full"]
+        self.rows: Callable[[dict[Any, Any]], Iterator[Row]] = namespace["rows"]
+        self.contains: Callable[[dict[Any, Any], Row], bool] = namespace["contains"]
+        self.present: Callable[[dict[Any, Any], Iterable[Row]], set[Row]] = namespace["present"]
+        self.absent: Callable[[dict[Any, Any], Iterable[Row]], set[Row]] = namespace["absent"]
+        self.add: Callable[[dict[Any, Any], Iterable[Row]], None] = namespace["add"]
+        self.add_new: Callable[[dict[Any, Any], Iterable[Row]], list[Row]] = namespace["add_new"]
+        self.remove: Callable[[dict[Any, Any], Iterable[Row]], None] = namespace["remove"]
+
+
+class GroupMap(dict[Any, Any]):
+    """The dict of an index: key -> group.
+
+    A plain ``dict`` that the cyclic GC finds holding only untracked objects (ints, tuples of
+    ints) stops being tracked, and is tracked again, as a *young* object, the moment a new
+    group is stored: the next young collection then traverses the whole index (milliseconds
+    to tens of milliseconds for a large one, in the middle of a single update). The GC never
+    untracks an instance of a subclass, so an index stays in the old generation.
+    """
+
+    __slots__ = ()
+
+
+def _nothing(row: Row) -> tuple[()]:
+    return ()
+
+
+@cache
+def _ops(arity: int, cols: tuple[int, ...], small: int, limit: int) -> _Ops:
+    return _Ops(arity, cols, small, limit)
+
+
+def item_function(arity: int, cols: tuple[int, ...]) -> Callable[[Row], Any]:
+    """The item (see the module docstring) of a full row, for an index on ``cols``."""
+    return _ops(arity, cols, 1, 1).item
 
 
 class Index:
-    """Rows of one relation grouped by the values of ``cols``.
+    """All rows of one relation grouped by the ids of ``cols`` (see the module docstring).
 
-    ``map[key]`` is an iterable of rows: a tuple while the group is small, a set beyond
-    :data:`SMALL_GROUP` rows. Most keys of an authorization workload (a document's folder, a
-    user's groups) have few rows, and a tuple is a fraction of a set's size.
+    ``map[key]`` is a tuple of items while the group has at most :data:`SMALL_GROUP` of them, a
+    list up to ``limit`` items, else a set (a list or set stays one when the group shrinks).
     """
 
-    __slots__ = ("cols", "key", "map")
+    __slots__ = ("arity", "cols", "key", "limit", "map", "ops")
 
-    def __init__(self, cols: tuple[int, ...], rows: Iterable[Row]) -> None:
+    def __init__(self, arity: int, cols: tuple[int, ...], rows: Iterable[Row], limit: int) -> None:
+        if not 0 < len(cols) < arity:
+            raise ValueError(f"an index needs some but not all of {arity} columns, got {cols}")
+        self.arity = arity
         self.cols = cols
-        self.key = key_function(cols)
-        self.map: dict[Any, tuple[Row, ...] | set[Row]] = {}
-        self.add_many(rows)
+        self.limit = limit
+        self.ops = _ops(arity, cols, min(SMALL_GROUP, limit), limit)
+        self.key = self.ops.key
+        self.map: dict[Any, tuple[Any, ...] | list[Any] | set[Any]] = GroupMap()
+        self.ops.add(self.map, rows)
 
-    def add_many(self, rows: Iterable[Row]) -> None:
-        """Add rows that are not in the index yet."""
-        key, groups = self.key, self.map
-        for row in rows:
-            k = key(row)
-            group = groups.get(k)
-            if group is None:
-                groups[k] = (row,)
-            elif type(group) is tuple:
-                groups[k] = (*group, row) if len(group) < SMALL_GROUP else {*group, row}
-            else:
-                group.add(row)  # type: ignore[union-attr]
+    def relimit(self, limit: int) -> None:
+        """Change the size beyond which groups are sets (groups beyond it convert now)."""
+        self.limit = limit
+        self.ops = _ops(self.arity, self.cols, min(SMALL_GROUP, limit), limit)
+        for k, g in self.map.items():
+            if type(g) is not set and len(g) > limit:
+                self.map[k] = set(g)
 
-    def remove_many(self, rows: Iterable[Row]) -> None:
-        """Remove rows that are in the index."""
-        key, groups = self.key, self.map
-        for row in rows:
-            k = key(row)
-            group = groups[k]
-            if type(group) is tuple:
-                if len(group) == 1:
-                    del groups[k]
-                else:
-                    groups[k] = tuple([r for r in group if r != row])
-            else:
-                group.discard(row)  # type: ignore[union-attr]
-                if not group:
-                    del groups[k]
+    def full_rows(self, key: Any) -> list[Row]:
+        """The full rows of the group of ``key`` (none if absent)."""
+        full = self.ops.full
+        return [full(key, x) for x in self.map.get(key, EMPTY)]
 
 
 class Relation:
-    """A stored relation. ``rows`` is a set, or a dict row -> count when ``counted``."""
+    """A stored relation (see the module docstring for the layout).
 
-    __slots__ = ("arity", "counted", "indexes", "name", "rows")
+    ``counted`` relations (non-recursive derived strata) know each row's number of
+    derivations: ``counts`` holds the rows derived more than once; every other stored row has
+    one derivation.
+    """
 
-    def __init__(self, name: str, arity: int, counted: bool = False) -> None:
+    __slots__ = ("_rows", "_size", "arity", "counted", "counts", "indexes", "name", "primary")
+
+    def __init__(
+        self,
+        name: str,
+        arity: int,
+        counted: bool = False,
+        primary: tuple[int, ...] | None = None,
+    ) -> None:
         self.name = name
         self.arity = arity
         self.counted = counted
-        self.rows: set[Row] | dict[Row, int] = {} if counted else set()
+        self.counts: dict[Row, int] = {}
         self.indexes: dict[tuple[int, ...], Index] = {}
+        self._size = 0
+        if arity >= 2:
+            self.primary: tuple[int, ...] | None = primary or (0,)
+            self._rows: set[Row] | None = None
+            self.indexes[self.primary] = Index(arity, self.primary, (), PRIMARY_GROUP_LIMIT)
+        else:
+            self.primary = None
+            self._rows = set()
 
     def __len__(self) -> int:
-        return len(self.rows)
+        rows = self._rows
+        return self._size if rows is None else len(rows)
 
     def __contains__(self, row: object) -> bool:
-        return row in self.rows
+        rows = self._rows
+        if rows is not None:
+            return row in rows
+        assert self.primary is not None
+        idx = self.indexes[self.primary]
+        return idx.ops.contains(idx.map, row)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Row]:
+        rows = self._rows
+        if rows is not None:
+            return iter(rows)
+        assert self.primary is not None
+        idx = self.indexes[self.primary]
+        return idx.ops.rows(idx.map)
+
+    def scan(self) -> Iterable[Row]:
+        """What a plan reads to iterate (arity <= 1: also to test membership)."""
+        return self._rows if self._rows is not None else self
+
+    def present(self, rows: Iterable[Row]) -> set[Row]:
+        """Those of ``rows`` that are stored."""
+        if self._rows is not None:
+            return self._rows.intersection(rows)
+        assert self.primary is not None
+        idx = self.indexes[self.primary]
+        return idx.ops.present(idx.map, rows)
+
+    def absent(self, rows: Iterable[Row]) -> set[Row]:
+        """Those of ``rows`` that are not stored."""
+        if self._rows is not None:
+            return set(rows).difference(self._rows)
+        if not self._size:
+            return set(rows)
+        assert self.primary is not None
+        idx = self.indexes[self.primary]
+        return idx.ops.absent(idx.map, rows)
+
+    def count(self, row: Row) -> int:
+        """Number of derivations of ``row`` (counted relations; 0 if absent)."""
+        n = self.counts.get(row)
+        if n is not None:
+            return n
+        return 1 if row in self else 0
 
     def index(self, cols: tuple[int, ...]) -> Index:
         """The index on ``cols``, built on first use and maintained from then on."""
         idx = self.indexes.get(cols)
         if idx is None:
-            idx = self.indexes[cols] = Index(cols, self.rows)
+            idx = self.indexes[cols] = Index(self.arity, cols, self, GROUP_LIMIT)
         return idx
 
+    def set_primary(self, cols: tuple[int, ...] | None) -> None:
+        """Make the index on ``cols`` the storage (arity >= 2), building it if needed."""
+        if self._rows is not None or cols is None or cols == self.primary:
+            return
+        idx = self.index(cols)
+        assert self.primary is not None
+        self.indexes[self.primary].relimit(GROUP_LIMIT)
+        idx.relimit(PRIMARY_GROUP_LIMIT)
+        self.primary = cols
+
     def insert(self, rows: Iterable[Row]) -> None:
-        """Add rows that are not present (counted relations: with count 1)."""
-        rows = list(rows)
-        if self.counted:
-            counts = self.rows
-            assert isinstance(counts, dict)
-            for row in rows:
-                counts[row] = 1
-        else:
-            assert isinstance(self.rows, set)
-            self.rows.update(rows)
+        """Add rows that are not present (counted relations: with one derivation)."""
+        if not rows:
+            return
+        if self._rows is not None:
+            self._rows.update(rows)
+            return
+        if not isinstance(rows, (list, tuple, set, frozenset, dict)):
+            rows = list(rows)
+        self._size += len(rows)
         for idx in self.indexes.values():
-            idx.add_many(rows)
+            idx.ops.add(idx.map, rows)
+
+    def snapshot(self) -> Snapshot:
+        """The rows stored now, unaffected by later changes (cost: one pass over the keys)."""
+        if self._rows is not None:
+            return Snapshot(frozenset(self._rows), iter, len(self._rows))
+        assert self.primary is not None
+        idx = self.indexes[self.primary]
+        groups = {k: g if g.__class__ is tuple else frozenset(g) for k, g in idx.map.items()}
+        return Snapshot(groups, idx.ops.rows, self._size)
+
+    def insert_new(self, rows: Iterable[Row]) -> list[Row] | set[Row]:
+        """Add those of ``rows`` (distinct) that are not present; return them."""
+        stored = self._rows
+        if stored is not None:
+            new = set(rows).difference(stored)
+            stored.update(new)
+            return new
+        assert self.primary is not None
+        primary = self.indexes[self.primary]
+        added = primary.ops.add_new(primary.map, rows)
+        self._size += len(added)
+        for idx in self.indexes.values():
+            if idx is not primary:
+                idx.ops.add(idx.map, added)
+        return added
 
     def remove(self, rows: Iterable[Row]) -> None:
-        """Remove rows that are present."""
-        rows = list(rows)
-        if self.counted:
-            counts = self.rows
-            assert isinstance(counts, dict)
+        """Remove rows that are present (and forget their counts)."""
+        if not rows:
+            return
+        if not isinstance(rows, (list, tuple, set, frozenset, dict)):
+            rows = list(rows)
+        if self.counts:
+            pop = self.counts.pop
             for row in rows:
-                del counts[row]
-        else:
-            assert isinstance(self.rows, set)
-            self.rows.difference_update(rows)
+                pop(row, None)
+        if self._rows is not None:
+            self._rows.difference_update(rows)
+            return
+        self._size -= len(rows)
         for idx in self.indexes.values():
-            idx.remove_many(rows)
+            idx.ops.remove(idx.map, rows)
 
     def clear(self) -> None:
-        self.rows.clear()
+        self.counts.clear()
+        self._size = 0
+        if self._rows is not None:
+            self._rows.clear()
         for idx in self.indexes.values():
             idx.map.clear()
+
+
+class Snapshot:
+    """Rows of a relation at one moment (:meth:`Relation.snapshot`), built when iterated.
+
+    ``data`` is an immutable copy of the relation's row set or primary index map (its groups
+    are tuples, or frozen copies of sets), ``rows(data)`` iterates full rows.
+    """
+
+    __slots__ = ("_data", "_len", "_rows")
+
+    def __init__(self, data: Any, rows: Callable[[Any], Iterator[Row]], size: int) -> None:
+        self._data = data
+        self._rows = rows
+        self._len = size
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Row]:
+        return self._rows(self._data)
 
 
 class Delta:
     """Net change of one relation during an update: rows added and rows removed."""
 
-    __slots__ = ("_minus_maps", "_signed", "minus", "plus")
+    __slots__ = ("_maps", "_signed", "minus", "plus")
 
     def __init__(self, plus: set[Row] | None = None, minus: set[Row] | None = None) -> None:
         self.plus: set[Row] = plus if plus is not None else set()
         self.minus: set[Row] = minus if minus is not None else set()
-        self._minus_maps: dict[tuple[int, ...], dict[Any, list[Row]]] = {}
+        self._maps: dict[tuple[tuple[int, ...], bool], dict[Any, Any]] = {}
         self._signed: dict[Row, int] | None = None
 
     def __bool__(self) -> bool:
@@ -166,34 +541,41 @@ class Delta:
             self._signed = signed
         return self._signed
 
-    def minus_map(self, cols: tuple[int, ...]) -> dict[Any, list[Row]]:
-        found = self._minus_maps.get(cols)
+    def grouped(self, index: Index, added: bool) -> dict[Any, Any]:
+        """Items of the added (a set per key) or removed (a list per key) rows, by key."""
+        found = self._maps.get((index.cols, added))
         if found is None:
-            key = key_function(cols)
+            key, item = index.ops.key, index.ops.item
             found = {}
-            for row in self.minus:
-                found.setdefault(key(row), []).append(row)
-            self._minus_maps[cols] = found
+            if added:
+                for row in self.plus:
+                    found.setdefault(key(row), set()).add(item(row))
+            else:
+                for row in self.minus:
+                    found.setdefault(key(row), []).append(item(row))
+            self._maps[(index.cols, added)] = found
         return found
 
 
 class OldIndexView:
     """``.get(key)`` of an index as it was before ``delta`` (plans only call ``get``)."""
 
-    __slots__ = ("gone", "map", "plus")
+    __slots__ = ("added", "gone", "map")
 
     def __init__(self, index: Index, delta: Delta) -> None:
         self.map = index.map
-        self.plus = delta.plus
-        self.gone = delta.minus_map(index.cols)
+        self.added = delta.grouped(index, True)
+        self.gone = delta.grouped(index, False)
 
-    def get(self, key: Any, default: Any = EMPTY) -> Iterable[Row]:
+    def get(self, key: Any, default: Any = EMPTY) -> Iterable[Any]:
         current = self.map.get(key)
         gone = self.gone.get(key)
-        if current is None:
-            return gone if gone is not None else default
-        plus = self.plus
-        kept = [row for row in current if row not in plus] if plus else list(current)
+        added = self.added.get(key)
+        if added is None:
+            if gone is None:
+                return current if current is not None else default
+            return gone if current is None else [*current, *gone]
+        kept = [x for x in current if x not in added] if current is not None else []
         if gone:
             kept.extend(gone)
         return kept
@@ -202,19 +584,19 @@ class OldIndexView:
 class OldRowsView:
     """Membership and iteration of a relation as it was before ``delta``."""
 
-    __slots__ = ("minus", "plus", "rows")
+    __slots__ = ("minus", "plus", "rel")
 
     def __init__(self, relation: Relation, delta: Delta) -> None:
-        self.rows = relation.rows
+        self.rel = relation
         self.plus = delta.plus
         self.minus = delta.minus
 
     def __contains__(self, row: object) -> bool:
-        return (row in self.rows and row not in self.plus) or row in self.minus
+        return (row in self.rel and row not in self.plus) or row in self.minus
 
     def __iter__(self) -> Iterator[Row]:
         plus = self.plus
-        for row in self.rows:
+        for row in self.rel:
             if row not in plus:
                 yield row
         yield from self.minus

@@ -10,7 +10,10 @@ Python ``set`` of decoded tuples would merge ``("a", 1)`` and ``("a", True)``.
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from collections.abc import Sequence
+from itertools import chain, compress, repeat
+from operator import is_, itemgetter
+from typing import Any, Final, NamedTuple
 
 from rune.ivm.errors import InvalidValueError
 
@@ -21,6 +24,9 @@ MAX_STRING_BYTES: Final = 64 * 1024
 
 INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**63 - 1
+
+MAX_IDS: Final = 2**32
+"""Ids must fit in 32 bits: index keys pack several ids into one int (``store.pack``)."""
 
 
 class EntityRef(NamedTuple):
@@ -122,6 +128,8 @@ class Dictionary:
         ident = self._ids.get(key)
         if ident is None:
             ident = len(self.values)
+            if ident >= MAX_IDS:
+                raise InvalidValueError(f"more than {MAX_IDS} distinct values")
             self._ids[key] = ident
             self.values.append(value)
         return ident
@@ -151,9 +159,68 @@ class Dictionary:
                 raise InvalidValueError(f"[{j}]: {exc.message}") from None
         return tuple(out)
 
+    def encode_many(
+        self, rows: Sequence[Sequence[object]], arity: int, lookup_only: bool = False
+    ) -> set[tuple[int, ...]] | None:
+        """Encoded rows of ``rows`` (tuples or lists of ``arity`` values), or ``None``.
+
+        The bulk path: every step is one C-level pass over all rows or all values (types,
+        lengths, dictionary lookups, tuple building), and only values never seen before are
+        checked and assigned ids. ``None`` means "not this fast path" (a row that is not a
+        tuple or list, a wrong length, a value that is not a ``str``/``EntityRef``, or with
+        ``lookup_only`` a value never seen): the caller then goes row by row, which also
+        produces the precise error. With ``lookup_only`` nothing is assigned.
+        """
+        if not rows:
+            return set()
+        if not {*map(type, rows)} <= _ROW_TYPES or {*map(len, rows)} != {arity}:
+            return None
+        if arity == 0:
+            return {()}
+        flat: list[object] = list(chain.from_iterable(rows))
+        if not {*map(type, flat)} <= _KEY_TYPES:
+            return None
+        ids_get = self._ids.get
+        ids = list(map(ids_get, flat))
+        if None in ids:
+            if lookup_only:
+                return None
+            fresh: list[Any] = list(dict.fromkeys(compress(flat, map(is_, ids, repeat(None)))))
+            if not self._valid_new(fresh):
+                return None
+            start = len(self.values)
+            if start + len(fresh) > MAX_IDS:
+                return None
+            self.values.extend(fresh)
+            self._ids.update(zip(fresh, range(start, start + len(fresh)), strict=True))
+            ids = list(map(ids_get, flat))
+        return set(zip(*[iter(ids)] * arity, strict=True))
+
+    @staticmethod
+    def _valid_new(fresh: list[Any]) -> bool:
+        """Whether new ``str``/``EntityRef`` values all pass :func:`check_value`."""
+        strings = [v for v in fresh if type(v) is str]
+        if strings and max(map(len, strings)) > MAX_STRING_BYTES:
+            return False
+        if len(strings) == len(fresh):
+            return True
+        entities = [v for v in fresh if type(v) is EntityRef]
+        parts = list(chain.from_iterable(entities))
+        return (
+            {*map(type, parts)} <= {str}
+            and max(map(len, parts)) <= MAX_STRING_BYTES
+            and "" not in map(_TYPE_OF, entities)
+        )
+
     def lookup(self, value: Value) -> int | None:
         """Id of ``value`` or ``None`` when it was never encoded (so no fact can hold it)."""
         return self._ids.get(self._key(value))
 
     def decode(self, ident: int) -> Value:
         return self.values[ident]
+
+
+_ROW_TYPES: Final = frozenset({tuple, list})
+_KEY_TYPES: Final = frozenset({str, EntityRef})
+"""Values that are dictionary keys as themselves (ints and bools are keyed by type)."""
+_TYPE_OF: Final = itemgetter(0)

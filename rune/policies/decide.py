@@ -19,17 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import cedarpy
-
 from rune.ivm.values import EntityRef
 from rune.policies import builtins as B
 from rune.policies.bundle import Bundle
+from rune.policies.cedarcall import authorize, cedar_request
 from rune.policies.cedartext import PolicyInfo
 from rune.policies.entities import EntityStore
 from rune.policies.errors import RequestError
 from rune.policies.requests import Request
 from rune.policies.slice import FragmentMemo, Slice
-from rune.policies.uids import uid_json
 from rune.policies.views import Views
 
 __all__ = ["DATALOG_ALLOW", "DATALOG_DENY", "Counters", "Outcome", "State", "decide"]
@@ -120,35 +118,28 @@ def _cedar_union(requests: Sequence[Request], state: State, bundle: Bundle) -> l
         sl.add(bundle.literals)
     except RequestError as exc:
         return [_Cedar(error=str(exc)) for _ in requests]
+    with_schema = bundle.schema is not None
     cedar_requests = [
-        {
-            "principal": uid_json(r.principal),
-            "action": uid_json(r.action),
-            "resource": uid_json(r.resource),
-            "context": r.context,
-        }
-        for r in requests
+        cedar_request(r.principal, r.action, r.resource, r.context, with_schema) for r in requests
     ]
-    state.counters.cedar_evaluations += len(cedar_requests)
-    state.counters.cedar_calls += 1
-    results = cedarpy.is_authorized_batch(
-        cedar_requests, bundle.policies, sl.to_json(), schema=bundle.schema
-    )
+    counters = state.counters
+    counters.cedar_evaluations += len(cedar_requests)
+    counters.cedar_calls += 1
+    answers = authorize(cedar_requests, bundle.policies, sl.to_json(), bundle.schema)
     size = len(sl)
-    for res in results:
-        diag = res.diagnostics
-        if res.decision is cedarpy.Decision.NoDecision:
-            errors = tuple(sorted(diag.errors))
+    for ans in answers:
+        if ans.decision == "NoDecision":
+            errors = tuple(sorted(ans.errors))
             bad = next((e for e in errors if e.startswith(_BAD_REQUEST)), None)
             out.append(_Cedar(True, None, (), () if bad else errors, None, bad, size))
         else:
             out.append(
                 _Cedar(
                     True,
-                    res.decision.value,
-                    tuple(sorted(diag.reasons)),
-                    tuple(sorted(diag.errors)),
-                    dict(diag.id_annotations_by_reason),
+                    ans.decision,
+                    tuple(sorted(ans.reasons)),
+                    tuple(sorted(ans.errors)),
+                    ans.annotations,
                     None,
                     size,
                 )

@@ -460,17 +460,11 @@ class Engine:
     def contains(self, relation: str, values: Sequence[Value]) -> bool:
         """Whether ``relation`` holds the tuple ``values`` (all columns bound)."""
         mat = self._mat
-        if relation in mat.relations or mat.is_on_demand(relation):
-            try:  # fast path: every value already known
-                row = tuple(map(self._dictionary._ids.get, values))
-            except TypeError:
-                row = (None,)
-            if (
-                None not in row
-                and tuple not in map(type, values)
-                and len(row) == mat.arity(relation)
-            ):
-                return mat.contains(relation, row)  # type: ignore[arg-type]
+        check = mat.checkers.get(relation) or mat.checker(relation)
+        if check is not None:
+            found = check(values)  # the fast path: None when it does not apply
+            if found is not None:
+                return found
         encoded = self._encode_row(relation, values)
         if encoded is None or (
             relation not in self._mat.relations and not self._mat.is_on_demand(relation)

@@ -207,6 +207,8 @@ class Materialization:
         self.strata = [
             _StratumPlans(s, dictionary, optimize, self.primary) for s in analysis.strata
         ]
+        self.checkers: dict[str, Callable[[Any], bool | None]] = {}
+        self._distincts: dict[tuple[str, int], int] = {}
         self._demand_plans: dict[
             tuple[str, tuple[int, ...], bool], list[tuple[Any, tuple[Any, ...]]]
         ] = {}
@@ -618,10 +620,13 @@ class Materialization:
 
     # -- on-demand relations ---------------------------------------------------------------------
 
-    def demand(self, name: str, cols: tuple[int, ...], head: Row | None, exists: bool) -> Any:
+    def demand(
+        self, name: str, cols: tuple[int, ...], head: Row | None, exists: bool, run: bool = True
+    ) -> Any:
         """Evaluate on-demand relation ``name`` with ``head`` values bound at ``cols``.
 
-        Returns a bool with ``exists``, else the set of matching rows.
+        Returns a bool with ``exists``, else the set of matching rows. Without ``run`` it only
+        prepares the plans (and returns ``None``).
         """
         key = (name, cols, exists)
         ready = self._demand_plans.get(key)
@@ -635,12 +640,15 @@ class Materialization:
                     exists=exists,
                     optimize=self.optimize,
                     primary=self.primary,
+                    estimate=self._estimate,
                 )
                 self._prepare_indexes(plan)
                 # on-demand plans always read the current version: views are live, resolve once
                 views = tuple(self._view(a, old=False) for a in plan.accesses)
                 ready.append((plan.fn, views))
             self._demand_plans[key] = ready
+        if not run:
+            return None
         if exists:
             return any(fn(None, None, head, *views) for fn, views in ready)
         out: dict[Row, int] = {}
@@ -648,12 +656,88 @@ class Materialization:
             fn(None, out, head, *views)
         return out.keys()
 
+    def _estimate(self, name: str, cols: tuple[int, ...]) -> float:
+        """Expected rows of ``name`` matching given values at ``cols`` (for join orders).
+
+        The relation's size divided by the number of distinct keys, taking columns as
+        independent; per-column distinct counts are computed once and kept (a plan only
+        needs the orders of magnitude).
+        """
+        rel = self.relations.get(name)
+        if rel is None:  # on demand: unknown, assume large
+            return float(1 << 62)
+        n = len(rel)
+        keys = 1
+        for c in cols:
+            keys *= self._distinct(rel, c)
+        return n / max(1, min(n, keys))
+
+    def _distinct(self, rel: Relation, col: int) -> int:
+        found = self._distincts.get((rel.name, col))
+        if found is None:
+            found = self._distincts[(rel.name, col)] = rel.distinct(col)
+        return found
+
     # -- reading -----------------------------------------------------------------------------------
 
     def rows(self, name: str) -> Iterable[Row]:
         if self.is_on_demand(name):
             return self.demand(name, (), None, exists=False)  # type: ignore[no-any-return]
         return self.relations[name]
+
+    def checker(self, name: str) -> Callable[[Any], bool | None] | None:
+        """``fn(values)``: whether relation ``name`` holds the tuple of Python ``values``.
+
+        The fast path of ``Engine.contains``: compiled once per relation, it encodes the values
+        (known strings and entities only) and runs, on demand, every rule's plan with all
+        columns bound, with views resolved once. It returns ``None`` when the values need the
+        general path (an unknown or unhashable value, a plain tuple, a wrong length).
+        ``None`` for an unknown relation.
+        """
+        found = self.checkers.get(name)
+        if found is not None:
+            return found
+        namespace: dict[str, Any] = {"IDS": self.dictionary._ids.get}
+        if name in self.on_demand:
+            arity = self.analysis.relations[name].arity
+            self.demand(name, _ALL_COLUMNS[arity], None, exists=True, run=False)
+            calls = []
+            for i, (fn, views) in enumerate(self._demand_plans[(name, _ALL_COLUMNS[arity], True)]):
+                namespace[f"p{i}"] = fn
+                namespace.update({f"v{i}_{j}": view for j, view in enumerate(views)})
+                args = "".join(f", v{i}_{j}" for j in range(len(views)))
+                calls.append(f"p{i}(None, None, row{args})")
+            test = " or ".join(calls) or "False"
+        elif name in self.relations:
+            rel = self.relations[name]
+            arity = rel.arity
+            namespace["REL"] = rel
+            test = "row in REL"
+        else:
+            return None
+        a = [f"a{j}" for j in range(arity)]
+        x = [f"x{j}" for j in range(arity)]
+        unpack = "".join(f"{v}, " for v in a) + "= values" if arity else "() = values"
+        known = " or ".join(f"{v} is None" for v in x) or "False"
+        plain = " or ".join(f"type({v}) is tuple" for v in a) or "False"
+        src = f"""
+def check(values):
+    if values.__class__ is not tuple and values.__class__ is not list:
+        return None
+    try:
+        {unpack}
+        {"; ".join(f"{xv} = IDS({av})" for xv, av in zip(x, a, strict=True)) or "pass"}
+    except (TypeError, ValueError):
+        return None
+    if {known} or {plain}:
+        return None
+    row = ({"".join(f"{v}, " for v in x)})
+    return bool({test})
+"""
+        exec(compile(src, f"<check {name}>", "exec"), namespace)
+        check: Callable[[Any], bool | None] = namespace["check"]
+        self.checkers[name] = check
+        return check
 
     def contains(self, name: str, row: Row) -> bool:
         if name in self.on_demand:

@@ -8,12 +8,14 @@ A :class:`Plan` evaluates one rule in one *mode*:
   ``cols`` (goal-directed: re-derivation checks, on-demand lookups).
 
 The order is greedy: filters (negations, comparisons, fully bound atoms) as soon as their
-variables are bound, then the atom with the most bound arguments, probed through the index on
-exactly those columns. With ``optimize=False`` the positive atoms are taken in the order the
-rule body is written instead (filters are still placed as soon as their variables are bound,
-so every plan stays safe); results are the same, only the cost differs. The chosen order is
-compiled to a nested-loop Python function, which is several times faster than interpreting
-the plan (no per-tuple dispatch, locals only).
+variables are bound, then the atom with the most bound arguments (or, given statistics of the
+data, as on-demand plans compiled at their first use are, the fewest expected rows), probed
+through the index on exactly those columns. With ``optimize=False`` the positive atoms are
+taken in the order the rule body is written instead (filters are still placed as soon as
+their variables are bound, so every plan stays safe); results are the same, only the cost
+differs. The chosen order is compiled to a nested-loop Python function, which is several times
+faster than interpreting the plan (no per-tuple dispatch, locals only); an index probe whose
+key is bound outside the innermost loop around it is hoisted out of that loop.
 
 Compiled function signature: ``fn(SRC, OUT, HEAD, *views)`` where ``SRC`` maps delta rows to
 weights, ``OUT`` receives ``head_row -> summed weight``, ``HEAD`` holds the bound head values,
@@ -88,16 +90,44 @@ _ORDER_FUNCTIONS = {
 
 
 class _Writer:
+    """Lines of a plan function, with loop-invariant probes hoisted out of loops.
+
+    ``bound[var]`` is the line that binds variable ``var`` (and its depth). A probe whose key
+    only uses variables bound before the innermost enclosing loop is computed once, right
+    after its last variable is bound (``probe``), instead of once per iteration.
+    """
+
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.depth = 1
+        self.bound: dict[str, tuple[int, int]] = {}
+        self.loops: list[int] = []  # line numbers of ``for`` lines
+        self.hoisted = 0
 
     def line(self, text: str) -> None:
         self.lines.append("    " * self.depth + text)
 
     def open(self, text: str) -> None:
+        if text.startswith("for "):
+            self.loops.append(len(self.lines))
         self.line(text)
         self.depth += 1
+
+    def bind(self, var: str, text: str) -> None:
+        self.bound[var] = (len(self.lines), self.depth)
+        self.line(text)
+
+    def probe(self, call: str, key_vars: list[str]) -> str:
+        """``call`` (a ``.get``), or a name bound to its result outside the loops it is in."""
+        at, depth = max((self.bound[v] for v in key_vars), default=(-1, 1))
+        if not any(loop > at for loop in self.loops):
+            return call
+        name = f"q{self.hoisted}"
+        self.hoisted += 1
+        self.lines.insert(at + 1, "    " * depth + f"{name} = {call}")
+        self.loops = [loop + 1 if loop > at else loop for loop in self.loops]
+        self.bound = {v: (i + 1 if i > at else i, d) for v, (i, d) in self.bound.items()}
+        return name
 
 
 def _no_primary(relation: str) -> tuple[int, ...] | None:
@@ -114,11 +144,14 @@ def compile_plan(
     collect: bool = False,
     optimize: bool = True,
     primary: Callable[[str], tuple[int, ...] | None] = _no_primary,
+    estimate: Callable[[str, tuple[int, ...]], float] | None = None,
 ) -> Plan:
     """Compile ``rule`` for one mode (see the module docstring).
 
     ``optimize`` picks the next positive atom greedily (most bound arguments); without it the
-    next one is the first remaining in the body's written order. ``primary`` names the
+    next one is the first remaining in the body's written order. With ``estimate`` (expected
+    rows of a relation for given bound columns, from the data) ``optimize`` picks the atom with
+    the fewest expected rows first, then the most bound arguments. ``primary`` names the
     primary index columns of a stored relation (membership tests probe it). ``collect``:
     weights are not needed (semi-naive rounds, DRed): ``SRC`` is any iterable of rows and
     ``OUT`` a set that receives the head rows.
@@ -155,8 +188,16 @@ def compile_plan(
             elif arg.name in bound_vars:
                 out.open(f"if {at} == {var(arg.name)}:")
             else:
-                out.line(f"{var(arg.name)} = {at}")
+                out.bind(var(arg.name), f"{var(arg.name)} = {at}")
                 bound_vars.add(arg.name)
+
+    def key_vars(atom: Atom, cols: tuple[int, ...]) -> list[str]:
+        out_vars = []
+        for c in cols:
+            arg = atom.args[c]
+            if not isinstance(arg, Const):
+                out_vars.append(var(arg.name))
+        return out_vars
 
     def member(k: int, atom: Atom, negated: bool) -> None:
         """A test that the fully bound ``atom`` (literal ``k``) holds (or not)."""
@@ -169,7 +210,8 @@ def compile_plan(
         accesses.append(Access(k, atom.relation, "index", cols))
         key = key_code([term(atom.args[c]) for c in cols])
         rest = [term(a) for p, a in enumerate(atom.args) if p not in cols]
-        out.open(f"if {item_code(rest)} {test} G{len(accesses) - 1}({key}, EMPTY):")
+        group = out.probe(f"G{len(accesses) - 1}({key}, EMPTY)", key_vars(atom, cols))
+        out.open(f"if {item_code(rest)} {test} {group}:")
 
     def is_bound(t: Term) -> bool:
         return isinstance(t, Const) or (not t.anonymous and t.name in bound_vars)
@@ -185,7 +227,7 @@ def compile_plan(
         if isinstance(arg, Const) or arg.name in bound_vars:
             out.open(f"if HEAD[{pos}] == {term(arg)}:")
         else:
-            out.line(f"{var(arg.name)} = HEAD[{pos}]")
+            out.bind(var(arg.name), f"{var(arg.name)} = HEAD[{pos}]")
             bound_vars.add(arg.name)
     weight = "1"
     remaining = list(range(len(rule.body)))
@@ -221,10 +263,12 @@ def compile_plan(
         if not candidates:  # safety analysis guarantees this cannot happen
             raise AssertionError(f"no positive atom left to bind {rule}")
 
-        def score(k: int) -> tuple[int, int]:
+        def score(k: int) -> tuple[float, int, int]:
             candidate = rule.body[k]
             assert isinstance(candidate, Atom)
-            return (sum(1 for a in candidate.args if is_bound(a)), -k)
+            cols = tuple(p for p, a in enumerate(candidate.args) if is_bound(a))
+            rows = estimate(candidate.relation, cols) if estimate is not None else 0.0
+            return (-rows, len(cols), -k)
 
         k = max(candidates, key=score) if optimize else candidates[0]
         chosen = rule.body[k]
@@ -235,7 +279,8 @@ def compile_plan(
         if cols:
             accesses.append(Access(k, chosen.relation, "index", cols))
             key = key_code([term(chosen.args[c]) for c in cols])
-            out.open(f"for {row} in G{len(accesses) - 1}({key}, EMPTY):")
+            group = out.probe(f"G{len(accesses) - 1}({key}, EMPTY)", key_vars(chosen, cols))
+            out.open(f"for {row} in {group}:")
         else:
             accesses.append(Access(k, chosen.relation, "rows"))
             out.open(f"for {row} in V{len(accesses) - 1}:")

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache
-from itertools import filterfalse
+from itertools import chain, filterfalse
 from operator import itemgetter
 from typing import Any
 
@@ -76,7 +76,8 @@ def key_code(parts: list[str]) -> str:
     if len(parts) == 1:
         return parts[0]
     n = len(parts)
-    return "(" + " | ".join(f"{p} << {KEY_BITS * (n - 1 - j)}" for j, p in enumerate(parts)) + ")"
+    shifted = [f"{p} << {KEY_BITS * (n - 1 - j)}" for j, p in enumerate(parts[:-1])]
+    return "(" + " | ".join([*shifted, parts[-1]]) + ")"
 
 
 def item_code(parts: list[str]) -> str:
@@ -409,6 +410,25 @@ class Relation:
         assert self.primary is not None
         idx = self.indexes[self.primary]
         return idx.ops.absent(idx.map, rows)
+
+    def distinct(self, col: int) -> int:
+        """Number of distinct ids in column ``col`` (one pass over an index)."""
+        if self._rows is not None:
+            return len({row[col] for row in self._rows})
+        idx = self.indexes.get((col,))
+        if idx is not None:
+            return len(idx.map)
+        assert self.primary is not None
+        idx = self.indexes[self.primary]
+        cols = idx.cols
+        if col in cols:
+            shift = KEY_BITS * (len(cols) - 1 - cols.index(col))
+            return len({k >> shift & _MASK for k in idx.map})
+        rest = [p for p in range(self.arity) if p not in cols]
+        items = chain.from_iterable(idx.map.values())
+        if len(rest) == 1:
+            return len(set(items))
+        return len(set(map(itemgetter(rest.index(col)), items)))
 
     def count(self, row: Row) -> int:
         """Number of derivations of ``row`` (counted relations; 0 if absent)."""

@@ -275,3 +275,45 @@ def test_replace_forgets_relations_only_the_old_program_mentioned() -> None:
     assert eng.query("p") == {(1,)}
     with pytest.raises(UnknownRelationError):
         eng.query("r")
+
+
+CHECKED = """
+.on_demand can.
+can(U, D) :- owns(U, D).
+can(U, D) :- in(U, G), owns(G, D).
+"""
+
+
+@pytest.mark.parametrize("relation", ["can", "owns"])
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        (("u", ("Doc", "d")), InvalidValueError),  # a plain tuple equals an entity: invalid
+        (("u",), ArityError),
+        (("u", "d", "x"), ArityError),
+        ("ud", ArityError),  # a string is not a tuple of values, whatever its length
+        (("u", ["d"]), InvalidValueError),
+        (("u", 1.5), InvalidValueError),
+    ],
+)
+def test_contains_rejects_what_the_general_path_rejects(
+    relation: str, values: object, error: type[Exception]
+) -> None:
+    eng = Engine(CHECKED)
+    eng.update(insert={"owns": [("u", EntityRef("Doc", "d")), ("u", "d")]})
+    assert eng.contains(relation, ("u", EntityRef("Doc", "d")))  # compiles the fast path
+    with pytest.raises(error):
+        eng.contains(relation, values)  # type: ignore[arg-type]
+
+
+def test_contains_answers_for_unknown_and_typed_values() -> None:
+    eng = Engine(CHECKED)
+    eng.update(insert={"owns": [("g", 1), (True, "d")], "in": [("u", "g")]})
+    for relation in ("can", "owns"):
+        assert eng.contains(relation, ("g", 1)) and eng.contains(relation, [True, "d"])
+        assert not eng.contains(relation, ("g", True))  # True is not 1
+        assert not eng.contains(relation, (1, "d"))  # 1 is not True
+        assert not eng.contains(relation, ("nobody", "d"))  # a value never seen
+    assert eng.contains("can", ("u", 1)) and not eng.contains("owns", ("u", 1))
+    eng.update(delete={"in": [("u", "g")]})  # the compiled checks read the live indexes
+    assert not eng.contains("can", ("u", 1))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from rune.errors import RuneError
 from rune.ivm.values import EntityRef
@@ -37,11 +37,16 @@ from rune.policies.requests import (
 )
 from rune.policies.slice import FragmentMemo
 from rune.policies.uids import is_entity_type, parse_uid
-from rune.policies.views import Views
+from rune.policies.views import ChangeLike, Views
 
 __all__ = ["Authorizer"]
 
 EngineFactory = Callable[[str], Views]
+
+_SLICE_RELATIONS: Final = (B.ENTITY_IN, B.HAS_MEMBERS)
+"""Relations the Cedar slices read (besides the entity store)."""
+_MAX_PRECISE_ROWS: Final = 4096
+"""Above this many changed rows of those, the slice memo is cleared instead of picked."""
 
 
 def _default_engine(source: str) -> Views:
@@ -237,13 +242,32 @@ class Authorizer:
             else:
                 self._store.put(entity)
         if changes or p.entities:
-            self._invalidate()
+            self._cache.invalidate()
+            self._forget_fragments(changes, p.entities)
         state = self._state
         if (B.ALLOW in changes and not state.has_allow) or (
             B.DENY in changes and not state.has_deny
         ):
             self._state = self._make_state()  # allow/deny first appeared as base facts
         return changes
+
+    def _forget_fragments(self, changes: Mapping[str, Any], entities: Iterable[EntityRef]) -> None:
+        """Drop the slice data of exactly the entities an update changed: store entries, and
+        ``entity_in`` / ``has_members`` rows (by their first column). A change too large to
+        list clears everything instead."""
+        memo = self._memo
+        if not len(memo):
+            return
+        rows: list[ChangeLike] = [
+            ch for r in _SLICE_RELATIONS if (ch := changes.get(r)) is not None
+        ]
+        if sum(map(len, rows)) > _MAX_PRECISE_ROWS:
+            memo.clear()
+            return
+        for ch in rows:
+            for part in (ch.added, ch.removed):
+                memo.discard(e for row in part if isinstance(e := row[0], EntityRef))
+        memo.discard(entities)
 
     # -- decisions ----------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ Derived by the built-in rules (appended to every bundle's Datalog, see :data:`BU
   Cedar's ``in`` is evaluated on exactly these edges (Cedar takes their transitive closure).
 - ``entity_in(E, A)``  the transitive closure of ``member_of`` (materialized): Cedar's ``E in A``
   for E != A, for use in Datalog rules.
+- ``has_members(A)``   A is an ancestor of some entity (``entity_in(_, A)``): the Cedar
+  slices ask ``entity_in`` only about such entities.
 
 A fact event may assert ``member_of`` facts directly (they count for Cedar too); it may not
 touch ``entity_in``. A bundle may add rules for any of these relations (its facts then join the
@@ -35,6 +37,7 @@ __all__ = [
     "ENTITY",
     "ENTITY_IN",
     "ENTITY_RELATIONS",
+    "HAS_MEMBERS",
     "MEMBER_OF",
     "PARENT",
     "PROTECTED_RELATIONS",
@@ -48,13 +51,14 @@ ATTR_ELEM: Final = "attr_elem"
 TAG: Final = "tag"
 MEMBER_OF: Final = "member_of"
 ENTITY_IN: Final = "entity_in"
+HAS_MEMBERS: Final = "has_members"
 ALLOW: Final = "allow"
 DENY: Final = "deny"
 
 ENTITY_RELATIONS: Final = frozenset({ENTITY, PARENT, ATTR, ATTR_ELEM, TAG})
 """Relations written only from entity events."""
 
-PROTECTED_RELATIONS: Final = ENTITY_RELATIONS | {ENTITY_IN}
+PROTECTED_RELATIONS: Final = ENTITY_RELATIONS | {ENTITY_IN, HAS_MEMBERS}
 """Relations that fact events may not assert or retract."""
 
 BUILTIN_RULES: Final = """
@@ -62,4 +66,5 @@ BUILTIN_RULES: Final = """
 member_of(E, P) :- parent(E, P).
 entity_in(E, P) :- member_of(E, P).
 entity_in(E, A) :- entity_in(E, P), member_of(P, A).
+has_members(A) :- entity_in(_, A).
 """

@@ -14,15 +14,21 @@ about. It keeps the slice small (a user in 50 nested groups still adds one entit
 that was never upserted but has such ancestors (membership derived by Datalog) appears with
 empty attributes; one with neither is left out, as Cedar would not know it either.
 
-Per-entity data (ancestors, serialized attributes, references) is memoized until the next change
-of the views (:class:`FragmentMemo`), so entities shared by many requests are read once.
+Reading the hierarchy: only an entity with ``has_members`` (the built-in projection of
+``entity_in`` on its second column) can be an ancestor, so for each entity E of R the slice
+asks ``entity_in(E, A)`` only for the A of R with ``has_members(A)``: with the usual handful
+of such A that is a few indexed membership tests instead of listing every ancestor of E
+(a user in 20 groups).
+
+Per-entity data (serialized attributes, references, the ``has_members`` flag and the
+``entity_in`` answers asked so far) is memoized in a :class:`FragmentMemo` that outlives
+updates: the authorizer drops exactly the entities an update changed (see there).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
-from typing import Final, NamedTuple
+from typing import Final
 
 import orjson
 
@@ -37,20 +43,40 @@ __all__ = ["MAX_SLICE_ENTITIES", "FragmentMemo", "Node", "Slice"]
 MAX_SLICE_ENTITIES: Final = 10_000
 
 
-@lru_cache(maxsize=65536)
 def uid_text(ref: EntityRef) -> str:
+    """``{"type":T,"id":I}`` JSON of an entity reference."""
     return orjson.dumps({"type": ref.type, "id": ref.id}).decode()
 
 
-class Node(NamedTuple):
-    body: str | None
-    """``"attrs":{...}`` JSON of an upserted entity, None when it was never upserted."""
-    ancestors: frozenset[EntityRef]
-    refs: frozenset[EntityRef]
+class Node:
+    """What a slice needs of one entity: its JSON and, filled lazily, its hierarchy facts."""
+
+    __slots__ = ("ancestor_of", "head", "is_parent", "refs", "uid")
+
+    def __init__(self, uid: str, head: str | None, refs: frozenset[EntityRef]) -> None:
+        self.uid = uid
+        """The entity's ``{"type","id"}`` JSON."""
+        self.head = head
+        """``{"uid":...,"attrs":{...},"parents":[`` of an upserted entity (tags included),
+        None when it was never upserted."""
+        self.refs = refs
+        """Entity references inside attributes and tags."""
+        self.is_parent: bool | None = None
+        """``has_members(E)``: E is an ancestor of some entity (None: not read yet)."""
+        self.ancestor_of: dict[EntityRef, bool] = {}
+        """``entity_in(E, A)`` for the entities A asked about so far."""
 
 
 class FragmentMemo:
-    """Per-entity :class:`Node` data, valid until :meth:`clear` (any change of the views)."""
+    """Per-entity :class:`Node` data.
+
+    A node reads the entity store (the entity's attributes, tags and references), the
+    ``entity_in`` rows whose first column is the entity and its ``has_members`` row. The
+    owner calls :meth:`discard` with the entities whose store entry or rows of those relations
+    changed, or :meth:`clear` (a bundle swap, a change too large to list), so that every node
+    kept is the one the current views and store give. Bounded by ``max_entries`` (all dropped
+    when full; 0 keeps nothing).
+    """
 
     __slots__ = ("_data", "max_entries")
 
@@ -58,13 +84,24 @@ class FragmentMemo:
         self.max_entries = max_entries
         self._data: dict[EntityRef, Node] = {}
 
+    def __len__(self) -> int:
+        return len(self._data)
+
     def get(self, uid: EntityRef) -> Node | None:
         return self._data.get(uid)
 
     def put(self, uid: EntityRef, node: Node) -> None:
         if len(self._data) >= self.max_entries:
             self._data = {}
+            if not self.max_entries:
+                return  # memo off
         self._data[uid] = node
+
+    def discard(self, uids: Iterable[EntityRef]) -> None:
+        data = self._data
+        if data:
+            for uid in uids:
+                data.pop(uid, None)
 
     def clear(self) -> None:
         if self._data:
@@ -87,43 +124,65 @@ class Slice:
 
     def add(self, seeds: Iterable[EntityRef]) -> None:
         nodes, memo = self._nodes, self._memo
-        queue = [s for s in seeds if s not in nodes]
-        while queue:
-            uid = queue.pop()
+        known = memo._data
+        stack = list(seeds)
+        while stack:
+            uid = stack.pop()
             if uid in nodes:
                 continue
-            node = memo.get(uid)
+            node = known.get(uid)
             if node is None:
                 node = self._node(uid)
                 memo.put(uid, node)
+                known = memo._data
             nodes[uid] = node
-            if len(nodes) > MAX_SLICE_ENTITIES:
-                raise RequestError(
-                    f"the Cedar entity slice exceeds {MAX_SLICE_ENTITIES} entities", "slice"
-                )
-            queue.extend(r for r in node.refs if r not in nodes)
+            if node.refs:
+                if len(nodes) > MAX_SLICE_ENTITIES:
+                    raise RequestError(
+                        f"the Cedar entity slice exceeds {MAX_SLICE_ENTITIES} entities", "slice"
+                    )
+                stack.extend(node.refs)
+        if len(nodes) > MAX_SLICE_ENTITIES:
+            raise RequestError(
+                f"the Cedar entity slice exceeds {MAX_SLICE_ENTITIES} entities", "slice"
+            )
 
     def _node(self, uid: EntityRef) -> Node:
-        ancestors = frozenset(
-            row[1]
-            for row in self._views.lookup(B.ENTITY_IN, (uid, None))
-            if isinstance(row[1], EntityRef)
-        )
+        text = uid_text(uid)
         entity = self._store.get(uid)
         if entity is None:
-            return Node(None, ancestors, frozenset())
-        return Node(entity.body, ancestors, entity.refs)
+            return Node(text, None, frozenset())
+        return Node(text, f'{{"uid":{text},{entity.body},"parents":[', entity.refs)
 
     def to_json(self) -> str:
+        """Cedar's JSON entity list of R: each entity with its ancestors in R as parents.
+
+        Only entities with ``has_members`` can be ancestors, so ``entity_in`` is read for those
+        pairs only (and remembered in the nodes)."""
         nodes = self._nodes
+        views = self._views
+        targets = []
+        for uid, node in nodes.items():
+            flag = node.is_parent
+            if flag is None:
+                flag = node.is_parent = views.contains(B.HAS_MEMBERS, (uid,))
+            if flag:
+                targets.append((uid, node))
         parts = []
         for uid, node in nodes.items():
-            parents = (
-                [a for a in node.ancestors if a in nodes and a != uid] if node.ancestors else []
-            )
-            if node.body is None and not parents:
-                continue
-            plist = ",".join(uid_text(p) for p in parents)
-            body = node.body if node.body is not None else '"attrs":{}'
-            parts.append(f'{{"uid":{uid_text(uid)},{body},"parents":[{plist}]}}')
+            if targets:
+                known = node.ancestor_of
+                parents = []
+                for a, anode in targets:
+                    hit = known.get(a)
+                    if hit is None:
+                        hit = known[a] = a != uid and views.contains(B.ENTITY_IN, (uid, a))
+                    if hit:
+                        parents.append(anode.uid)
+                if parents:
+                    head = node.head or f'{{"uid":{node.uid},"attrs":{{}},"parents":['
+                    parts.append(head + ",".join(parents) + "]}")
+                    continue
+            if node.head is not None:
+                parts.append(node.head + "]}")
         return "[" + ",".join(parts) + "]"

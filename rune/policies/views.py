@@ -17,6 +17,10 @@ class ChangeLike(Protocol):
     @property
     def removed(self) -> frozenset[tuple[Value, ...]]: ...
 
+    def __len__(self) -> int:
+        """Rows added plus removed (without decoding them)."""
+        ...
+
 
 class Views(Protocol):
     def update(

@@ -72,6 +72,7 @@ def test_upsert_exposes_builtin_relations_and_replaces_exactly() -> None:
     }
     assert views(az, "tag") == {(a, "color", "blue")}
     assert (a, E("Group", "eng")) in views(az, "entity_in")
+    assert views(az, "has_members") == {(E("Group", "eng"),), (E("Group", "ops"),)}
     az.apply(upsert(alice, {"dept": "ops"}, [group("ops")]))
     assert views(az, "parent") == {(a, E("Group", "ops"))}
     assert views(az, "attr") == {(a, "dept", "ops")}
@@ -107,6 +108,7 @@ def test_empty_ids_and_action_groups() -> None:
         ({"op": "assert", "fact": []}, "fact"),
         ({"op": "assert", "fact": ["Bad", 1]}, "fact[0]"),
         ({"op": "assert", "fact": ["entity", user("a")]}, "fact[0]"),
+        ({"op": "retract", "fact": ["has_members", group("g")]}, "fact[0]"),
         ({"op": "assert", "fact": ["p", 1, 1.5]}, "fact[2]"),
         ({"op": "assert", "fact": ["p", None]}, "fact[1]"),
         ({"op": "assert", "fact": ["p", 2**64]}, "fact[1]"),

@@ -152,12 +152,18 @@ def _combine(req: Request, cedar: _Cedar, state: State) -> Outcome:
         explanation = {"error": cedar.error} if req.explain else None
         return Outcome(False, (), cedar.errors, cedar.error, explanation)
     row = (req.principal, req.action, req.resource)
-    dl_allow = state.has_allow and state.views.contains(B.ALLOW, row)
-    dl_deny = state.has_deny and state.views.contains(B.DENY, row)
+    views = state.views
     permit = cedar.decision == "Allow"
     forbid = cedar.decision == "Deny" and bool(cedar.reasons)
     failed = cedar.evaluated and cedar.decision is None  # Cedar could not evaluate: fail closed
-    allowed = (permit or dl_allow) and not (forbid or dl_deny or failed)
+    dl_deny = state.has_deny and views.contains(B.DENY, row)
+    if forbid or dl_deny or failed:
+        # Denied whatever Datalog's allow says: only an explanation needs it.
+        allowed = False
+        dl_allow = req.explain and state.has_allow and views.contains(B.ALLOW, row)
+    else:
+        dl_allow = state.has_allow and views.contains(B.ALLOW, row)
+        allowed = permit or dl_allow
     if allowed:
         dl = (_dl_reason(state, B.ALLOW, row),) if dl_allow else ()
         reasons = (_named(cedar) if permit else ()) + dl

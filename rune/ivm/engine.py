@@ -21,13 +21,15 @@ from rune.ivm.evaluate import Materialization
 from rune.ivm.explain import Absence, Derivation, explain
 from rune.ivm.parser import parse
 from rune.ivm.store import Delta, Row
-from rune.ivm.values import Dictionary, Value, check_value
+from rune.ivm.values import Dictionary, EntityRef, Value, check_value
 
 __all__ = ["Change", "Engine", "RelationInfo"]
 
 _RELATION_NAME = re.compile(r"[a-z_][A-Za-z0-9_]*\Z")
 
 Facts = Mapping[str, Iterable[Sequence[Value]]]
+
+_KEY_TYPES = frozenset({str, EntityRef})
 
 _FEW_ROWS = 8
 """Batches of fewer rows per relation are encoded row by row, larger ones in bulk."""
@@ -274,15 +276,15 @@ class Engine:
             raise InvalidValueError(f"{verb}: expected a mapping of relation name to rows")
         out: dict[str, set[Row]] = {}
         dictionary = self._dictionary
+        ids_get = dictionary._ids.get
         for name, rows in facts.items():
-            where = f"{verb}[{name!r}]"
             if not isinstance(name, str) or not _RELATION_NAME.match(name):
-                raise InvalidValueError(f"{where}: invalid relation name")
+                raise InvalidValueError(f"{verb}[{name!r}]: invalid relation name")
             arity = self.arity(name)
             if arity is None:
                 arity = arities.get(name)
             if isinstance(rows, (str, bytes)) or not isinstance(rows, Iterable):
-                raise InvalidValueError(f"{where}: expected an iterable of rows")
+                raise InvalidValueError(f"{verb}[{name!r}]: expected an iterable of rows")
             rows = rows if type(rows) is list else list(rows)  # read an iterator only once
             fast = None
             if len(rows) < _FEW_ROWS:
@@ -302,7 +304,17 @@ class Engine:
                         out[storage] = fast
                 continue
             encoded: set[Row] = set()
+            where = f"{verb}[{name!r}]"
             for i, row in enumerate(rows):
+                if lookup_only and type(row) in (tuple, list) and len(row) == arity:
+                    # a known str/entity passed the checks when it was first encoded
+                    try:
+                        known = tuple(map(ids_get, row))
+                    except TypeError:  # unhashable: the general path names it
+                        known = (None,)
+                    if None not in known and {*map(type, row)} <= _KEY_TYPES:
+                        encoded.add(known)  # type: ignore[arg-type]
+                        continue
                 if not isinstance(row, (tuple, list)):
                     raise InvalidValueError(
                         f"{where}[{i}]: expected a tuple of values, got {type(row).__name__}"

@@ -47,6 +47,10 @@ __all__ = ["Materialization"]
 
 Primary = Callable[[str], "tuple[int, ...] | None"]
 
+SINGLE_INDEX_SLACK = 2.0
+"""On-demand plans read a free relation through a single index unless that costs more than
+this many times the plans using several (see ``Materialization._demand_plans_for``)."""
+
 
 class _StratumPlans:
     """Compiled plans of one stratum."""
@@ -208,6 +212,10 @@ class Materialization:
             _StratumPlans(s, dictionary, optimize, self.primary) for s in analysis.strata
         ]
         self.checkers: dict[str, Callable[[Any], bool | None]] = {}
+        # relations some compiled plan reads: their indexes stay as they are
+        self._read_by_plans: set[str] = {
+            a.relation for sp in self.strata for p in sp.plans() for a in p.accesses
+        }
         self._distincts: dict[tuple[str, int], int] = {}
         self._demand_plans: dict[
             tuple[str, tuple[int, ...], bool], list[tuple[Any, tuple[Any, ...]]]
@@ -467,13 +475,18 @@ class Materialization:
                 self._run(plan, delta.signed(), acc, old_after=plan.source)
         rel = self.relations[name]
         counts = rel.counts  # rows with more than one derivation; other stored rows have one
-        present = rel.present(acc) if rel else EMPTY_ROWS
+        # a row losing derivations is stored; only rows gaining some may be new
+        gaining = [row for row, weight in acc.items() if weight > 0]
+        present = rel.present(gaining) if rel and gaining else EMPTY_ROWS
         added: dict[Row, int] = {}
         removed: list[Row] = []
         for row, weight in acc.items():
-            if not weight:
+            if weight > 0:
+                before = counts.get(row, 1) if row in present else 0
+            elif weight:
+                before = counts.get(row, 1)
+            else:
                 continue
-            before = counts.get(row, 1) if row in present else 0
             after = before + weight
             if after < 0:
                 raise AssertionError(f"negative derivation count for {name}{row}")
@@ -507,18 +520,21 @@ class Materialization:
                 fresh = out - doomed[head]
                 doomed[head].update(fresh)
                 frontier[head].update(fresh)
-        while any(frontier.values()):
-            nxt: dict[str, set[Row]] = {r: set() for r in own}
-            for plan in sp.internal:
-                rows = frontier[_source_relation(plan)]
-                if rows:
-                    out = set()
-                    self._run(plan, rows, out, old=True)
-                    head = plan.rule.head.relation
-                    fresh = out - doomed[head]
-                    doomed[head].update(fresh)
-                    nxt[head].update(fresh)
-            frontier = nxt
+        if any(frontier.values()):
+            # own relations do not change until step 2: their views (and the old versions of
+            # the lower strata) are resolved once for all rounds
+            ready = self._ready(sp.internal, old=True)
+            while any(frontier.values()):
+                nxt: dict[str, set[Row]] = {r: set() for r in own}
+                for fn, source, head, views in ready:
+                    rows = frontier[source]
+                    if rows:
+                        out = set()
+                        fn(rows, out, None, *views)
+                        fresh = out - doomed[head]
+                        doomed[head].update(fresh)
+                        nxt[head].update(fresh)
+                frontier = nxt
         # 2. remove
         for r in own:
             self.relations[r].remove(doomed[r])
@@ -527,13 +543,13 @@ class Materialization:
         for r in own:
             if not doomed[r]:
                 continue
-            ready = [
+            checks = [
                 (plan.fn, [self._view(a, old=False) for a in plan.accesses])
                 for plan in sp.head_bound.get(r, [])
             ]
             found = seeds[r]
             for row in doomed[r]:
-                for fn, views in ready:
+                for fn, views in checks:
                     if fn(None, None, row, *views):
                         found.add(row)
                         break
@@ -599,6 +615,7 @@ class Materialization:
         inserted: dict[str, set[Row]] = {r: set() for r in own}
         candidates = seeds
         rounds = 0
+        ready = self._ready(sp.internal, old=False)  # live views: resolved once for all rounds
         while True:
             # what the previous round derived and is not stored yet: stored now, in one pass
             frontier = {r: relations[r].insert_new(rows) for r, rows in candidates.items()}
@@ -613,10 +630,22 @@ class Materialization:
                 for r, rows in frontier.items():
                     inserted[r].update(rows)
             candidates = {r: set() for r in own}
-            for plan in sp.internal:
-                rows = frontier[_source_relation(plan)]
+            for fn, source, head, views in ready:
+                rows = frontier[source]
                 if rows:
-                    self._run(plan, rows, candidates[plan.rule.head.relation])
+                    fn(rows, candidates[head], None, *views)
+
+    def _ready(self, plans: list[Plan], old: bool) -> list[tuple[Any, str, str, list[Any]]]:
+        """``(fn, source relation, head relation, views)`` of delta ``plans``."""
+        return [
+            (
+                p.fn,
+                _source_relation(p),
+                p.rule.head.relation,
+                [self._view(a, old) for a in p.accesses],
+            )
+            for p in plans
+        ]
 
     # -- on-demand relations ---------------------------------------------------------------------
 
@@ -632,17 +661,9 @@ class Materialization:
         ready = self._demand_plans.get(key)
         if ready is None:
             ready = []
-            for rule in self.analysis.rules_by_head[name]:
-                plan = compile_plan(
-                    rule,
-                    self.dictionary,
-                    bound=cols,
-                    exists=exists,
-                    optimize=self.optimize,
-                    primary=self.primary,
-                    estimate=self._estimate,
-                )
+            for plan in self._demand_plans_for(name, cols, exists):
                 self._prepare_indexes(plan)
+                self._read_by_plans.update(a.relation for a in plan.accesses)
                 # on-demand plans always read the current version: views are live, resolve once
                 views = tuple(self._view(a, old=False) for a in plan.accesses)
                 ready.append((plan.fn, views))
@@ -655,6 +676,74 @@ class Materialization:
         for fn, views in ready:
             fn(None, out, head, *views)
         return out.keys()
+
+    def _demand_plans_for(self, name: str, cols: tuple[int, ...], exists: bool) -> list[Plan]:
+        """Plans of on-demand relation ``name``'s rules with ``cols`` bound, ordered by the data.
+
+        Index selection: a stored relation that no compiled plan reads yet (*free*; typically
+        one only on-demand rules read) gets the one index that makes these plans cheapest as
+        its primary, when that costs at most :data:`SINGLE_INDEX_SLACK` times the plans free to
+        use several indexes. Every update maintains every index, so a second index on a large
+        relation is paid by the updates (allow's rules would otherwise key ``folder_role`` by
+        subject and folder in one rule and by role and folder in the other).
+        """
+        rules = self.analysis.rules_by_head[name]
+
+        def plan_all(restrict: dict[str, tuple[int, ...]]) -> list[Plan]:
+            def primary(rel: str) -> tuple[int, ...] | None:
+                return restrict.get(rel) or self.primary(rel)
+
+            def probe(rel: str, bound: tuple[int, ...]) -> tuple[int, ...]:
+                only = restrict.get(rel)
+                if only is None:
+                    return bound
+                return only if set(only) <= set(bound) else ()
+
+            return [
+                compile_plan(
+                    rule,
+                    self.dictionary,
+                    bound=cols,
+                    exists=exists,
+                    optimize=self.optimize,
+                    primary=primary,
+                    estimate=self._estimate if self.optimize else None,
+                    probe=probe if restrict else None,
+                )
+                for rule in rules
+            ]
+
+        plans = plan_all({})
+        if not self.optimize:
+            return plans
+        free = {
+            a.relation
+            for p in plans
+            for a in p.accesses
+            if a.relation in self.primaries and a.relation not in self._read_by_plans
+        }
+        chosen: dict[str, tuple[int, ...]] = {}
+        for rel in sorted(free):
+            options = {a.cols for p in plans for a in p.accesses if a.relation == rel}
+            options.discard(())
+            if not options:
+                continue
+            options.add(self.primaries[rel])
+            if len(options) == 1:
+                continue
+            unrestricted = sum(p.cost for p in plans)
+            costs = {c: sum(p.cost for p in plan_all({**chosen, rel: c})) for c in options}
+            best = min(sorted(costs), key=costs.__getitem__)
+            if costs[best] <= SINGLE_INDEX_SLACK * unrestricted + 1:
+                chosen[rel] = best
+        for rel, cols_ in chosen.items():
+            relation = self.relations[rel]
+            old = relation.primary
+            relation.set_primary(cols_)
+            self.primaries[rel] = cols_
+            if old is not None and old != cols_:
+                del relation.indexes[old]  # no compiled plan reads it (the relation was free)
+        return plan_all(chosen) if chosen else plans
 
     def _estimate(self, name: str, cols: tuple[int, ...]) -> float:
         """Expected rows of ``name`` matching given values at ``cols`` (for join orders).

@@ -62,6 +62,7 @@ class Plan:
     fn: Callable[..., Any]
     code: str
     collect: bool = False
+    cost: float = 0.0
 
 
 def _ordered(a: Value, b: Value) -> tuple[Value, Value] | None:
@@ -145,13 +146,17 @@ def compile_plan(
     optimize: bool = True,
     primary: Callable[[str], tuple[int, ...] | None] = _no_primary,
     estimate: Callable[[str, tuple[int, ...]], float] | None = None,
+    probe: Callable[[str, tuple[int, ...]], tuple[int, ...]] | None = None,
 ) -> Plan:
     """Compile ``rule`` for one mode (see the module docstring).
 
     ``optimize`` picks the next positive atom greedily (most bound arguments); without it the
     next one is the first remaining in the body's written order. With ``estimate`` (expected
     rows of a relation for given bound columns, from the data) ``optimize`` picks the atom with
-    the fewest expected rows first, then the most bound arguments. ``primary`` names the
+    the fewest expected rows first, then the most bound arguments, and the plan's ``cost`` is
+    its expected number of loop iterations and probes. ``probe`` restricts the index an atom
+    with given bound columns is read through (a subset of them; the others are compared, and
+    ``()`` scans the relation); by default, exactly the bound columns. ``primary`` names the
     primary index columns of a stored relation (membership tests probe it). ``collect``:
     weights are not needed (semi-naive rounds, DRed): ``SRC`` is any iterable of rows and
     ``OUT`` a set that receives the head rows.
@@ -241,6 +246,8 @@ def compile_plan(
         remaining.remove(source)
 
     # 2. the rest of the body: filters as soon as possible, then the next positive atom
+    loops = 1.0  # expected iterations of the innermost loop so far (with ``estimate``)
+    cost = 0.0
     while remaining:
         progressed = True
         while progressed:
@@ -251,8 +258,10 @@ def compile_plan(
                     out.open(f"if {_comparison(lit, term)}:")
                 elif isinstance(lit, Negation) and all(is_bound(t) for t in lit.atom.args):
                     member(k, lit.atom, negated=True)
+                    cost += loops
                 elif isinstance(lit, Atom) and all(is_bound(t) for t in lit.args):
                     member(k, lit, negated=False)
+                    cost += loops
                 else:
                     continue
                 remaining.remove(k)
@@ -263,10 +272,14 @@ def compile_plan(
         if not candidates:  # safety analysis guarantees this cannot happen
             raise AssertionError(f"no positive atom left to bind {rule}")
 
+        def probe_cols(atom: Atom) -> tuple[int, ...]:
+            cols = tuple(p for p, a in enumerate(atom.args) if is_bound(a))
+            return probe(atom.relation, cols) if probe is not None else cols
+
         def score(k: int) -> tuple[float, int, int]:
             candidate = rule.body[k]
             assert isinstance(candidate, Atom)
-            cols = tuple(p for p, a in enumerate(candidate.args) if is_bound(a))
+            cols = probe_cols(candidate)
             rows = estimate(candidate.relation, cols) if estimate is not None else 0.0
             return (-rows, len(cols), -k)
 
@@ -274,7 +287,10 @@ def compile_plan(
         chosen = rule.body[k]
         assert isinstance(chosen, Atom)
         remaining.remove(k)
-        cols = tuple(p for p, a in enumerate(chosen.args) if is_bound(a))
+        cols = probe_cols(chosen)
+        if estimate is not None:
+            loops *= estimate(chosen.relation, cols)
+            cost += loops
         row = f"t{k}"
         if cols:
             accesses.append(Access(k, chosen.relation, "index", cols))
@@ -305,7 +321,7 @@ def compile_plan(
     code = f"def plan(SRC, OUT, HEAD{views}):\n" + body + "\n" + tail
     namespace: dict[str, Any] = {"EMPTY": EMPTY, "VAL": dictionary.values, "_lt": _lt, "_le": _le}
     exec(compile(code, f"<plan {rule.head.relation}:{rule.line}>", "exec"), namespace)
-    return Plan(rule, source, bound, tuple(accesses), namespace["plan"], code, collect)
+    return Plan(rule, source, bound, tuple(accesses), namespace["plan"], code, collect, cost)
 
 
 def _comparison(lit: Comparison, term: Callable[[Term], str]) -> str:

@@ -12,9 +12,9 @@ group of *items* of the rows with that key, an item being what is left of a row 
 key columns (the id itself when one column is left, else a tuple of the remaining ids in
 column order). A key is the id of the one key column, or the ids of several key columns packed
 into one int (:func:`pack`: 32 bits each; the dictionary never hands out more ids). Groups are
-tuples while small (8 bytes per item, and the cyclic GC stops tracking a tuple of ints), then
-lists (cheap appends), and sets beyond a size (constant-time membership and removal); the
-primary index goes from tuples to sets directly, its membership tests scan small groups only.
+tuples while small (8 bytes per item, and the cyclic GC stops tracking a tuple of ints) and
+sets beyond a size (constant-time membership, insertion and removal: lists would be smaller
+but a removal scans them, which dominated single updates on large groups).
 A batch of insertions is grouped by key first, so a group is rebuilt once per batch, not once
 per row. Ids are the
 dictionary's own int objects, so an item costs one pointer. Relations of arity 0 and 1 are a
@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache
-from itertools import chain, filterfalse
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -62,13 +62,10 @@ KEY_BITS = 32
 """Bits per id in a packed key (ids are below ``2**32``, see ``values.MAX_IDS``)."""
 _MASK = (1 << KEY_BITS) - 1
 
-SMALL_GROUP = 64
-"""Index groups of up to this many items are tuples (compact, and not tracked by the GC)."""
-PRIMARY_GROUP_LIMIT = 64
-"""A primary index group becomes a set beyond this many items (membership is a scan below)."""
-GROUP_LIMIT = 2048
-"""Any other index group is a list up to this many items (appending is cheap, a removal scans
-it), a set beyond."""
+GROUP_LIMIT = 64
+"""Index groups of up to this many items are tuples (compact, and not tracked by the GC once
+it has seen them; membership, insertion and removal copy or scan at most this many), larger
+ones sets (constant-time membership, insertion and removal)."""
 
 
 def key_code(parts: list[str]) -> str:
@@ -118,7 +115,7 @@ class _Ops:
         "rows",
     )
 
-    def __init__(self, arity: int, cols: tuple[int, ...], small: int, limit: int) -> None:
+    def __init__(self, arity: int, cols: tuple[int, ...], limit: int, few: int) -> None:
         rest = [p for p in range(arity) if p not in cols]
         key = key_code([f"r[{c}]" for c in cols])
         item = item_code([f"r[{p}]" for p in rest])
@@ -156,26 +153,21 @@ def absent(m, rows):
     get = m.get
     return {{r for r in rows if {item} not in get({key}, ())}}
 
-def add1(m, r, x):
-    k = {key}
-    g = m.get(k)
-    if g is None:
-        m[k] = (x,)
-    elif g.__class__ is tuple:
-        n = len(g) + 1
-        m[k] = g + (x,) if n <= {small} else [*g, x] if n <= {limit} else {{*g, x}}
-    elif g.__class__ is list:
-        g.append(x)
-        if len(g) > {limit}:
-            m[k] = set(g)
-    else:
-        g.add(x)
-
 def add(m, rows):
-    if len(rows) == 1:
-        for r in rows:
-            add1(m, r, {item})
-        return
+    if len(rows) > {few} and len(rows) > len(m) >> 2:
+        return add_grouped(m, rows)
+    get = m.get
+    for r in rows:
+        k = {key}
+        g = get(k)
+        if g is None:
+            m[k] = ({item},)
+        elif g.__class__ is tuple:
+            m[k] = g + ({item},) if len(g) < {limit} else {{*g, {item}}}
+        else:
+            g.add({item})
+
+def add_grouped(m, rows):
     by = defaultdict(list)
     for r in rows:
         by[{key}].append({item})
@@ -183,28 +175,33 @@ def add(m, rows):
     for k, xs in by.items():
         g = get(k)
         if g is None:
-            n = len(xs)
-            m[k] = tuple(xs) if n <= {small} else xs if n <= {limit} else set(xs)
+            m[k] = tuple(xs) if len(xs) <= {limit} else set(xs)
         elif g.__class__ is tuple:
-            n = len(g) + len(xs)
-            m[k] = g + tuple(xs) if n <= {small} else [*g, *xs] if n <= {limit} else {{*g, *xs}}
-        elif g.__class__ is list:
-            g += xs
-            if len(g) > {limit}:
-                m[k] = set(g)
+            m[k] = g + tuple(xs) if len(g) + len(xs) <= {limit} else {{*g, *xs}}
         else:
             g.update(xs)
 
 def add_new(m, rows):
-    if len(rows) == 1:
-        for r in rows:
-            x = {item}
-            g = m.get({key})
-            if g is not None and x in g:
-                return []
-            add1(m, r, x)
-            return [r]
-        return []
+    if len(rows) > {few} and len(rows) > len(m) >> 2:
+        return add_new_grouped(m, rows)
+    get = m.get
+    new = []
+    for r in rows:
+        k = {key}
+        x = {item}
+        g = get(k)
+        if g is None:
+            m[k] = (x,)
+        elif x in g:
+            continue
+        elif g.__class__ is tuple:
+            m[k] = g + (x,) if len(g) < {limit} else {{*g, x}}
+        else:
+            g.add(x)
+        new.append(r)
+    return new
+
+def add_new_grouped(m, rows):
     by = defaultdict(list)
     for r in rows:
         by[{key}].append(r)
@@ -213,9 +210,8 @@ def add_new(m, rows):
     for k, rs in by.items():
         g = get(k)
         if g is None:
-            xs = list(map(ITEM, rs))
-            n = len(xs)
-            m[k] = tuple(xs) if n <= {small} else xs if n <= {limit} else set(xs)
+            xs = tuple(map(ITEM, rs))
+            m[k] = xs if len(xs) <= {limit} else set(xs)
             new += rs
             continue
         xs = []
@@ -227,42 +223,29 @@ def add_new(m, rows):
         if not xs:
             continue
         if g.__class__ is tuple:
-            n = len(g) + len(xs)
-            m[k] = g + tuple(xs) if n <= {small} else [*g, *xs] if n <= {limit} else {{*g, *xs}}
-        elif g.__class__ is list:
-            g += xs
-            if len(g) > {limit}:
-                m[k] = set(g)
+            m[k] = g + tuple(xs) if len(g) + len(xs) <= {limit} else {{*g, *xs}}
         else:
             g.update(xs)
     return new
 
 def remove(m, rows):
-    by = defaultdict(list)
     for r in rows:
-        by[{key}].append({item})
-    for k, xs in by.items():
+        k = {key}
         g = m[k]
-        if len(xs) >= len(g):
-            del m[k]
-        elif g.__class__ is tuple:
-            if len(xs) == 1:
-                i = g.index(xs[0])
+        if g.__class__ is tuple:
+            if len(g) == 1:
+                del m[k]
+            else:
+                i = g.index({item})
                 m[k] = g[:i] + g[i + 1 :]
-            else:
-                m[k] = tuple(filterfalse(set(xs).__contains__, g))
-        elif g.__class__ is list:
-            if len(xs) == 1:
-                g.remove(xs[0])
-            else:
-                g[:] = filterfalse(set(xs).__contains__, g)
         else:
-            g.difference_update(xs)
+            g.remove({item})
+            if not g:
+                del m[k]
 """
         namespace: dict[str, Any] = {
             "ITEM": itemgetter(*rest) if rest else _nothing,
             "defaultdict": defaultdict,
-            "filterfalse": filterfalse,
         }
         exec(compile(src, f"<index {arity}:{cols}>", "exec"), namespace)
         self.key: Callable[[Row], Any] = namespace["key"]
@@ -290,13 +273,20 @@ class GroupMap(dict[Any, Any]):
     __slots__ = ()
 
 
+FEW_ROWS = 256
+"""Batches up to this many rows update index groups row by row. Larger ones are grouped by
+key first (a tuple group is rebuilt once per batch, not once per row) when they are large
+for the index too (more rows than a quarter of its keys: bulk loads); row by row otherwise
+(each key of an update typically gets one row, and grouping costs more per key)."""
+
+
 def _nothing(row: Row) -> tuple[()]:
     return ()
 
 
 @cache
-def _ops(arity: int, cols: tuple[int, ...], small: int, limit: int) -> _Ops:
-    return _Ops(arity, cols, small, limit)
+def _ops(arity: int, cols: tuple[int, ...], limit: int, few: int) -> _Ops:
+    return _Ops(arity, cols, limit, few)
 
 
 def item_function(arity: int, cols: tuple[int, ...]) -> Callable[[Row], Any]:
@@ -307,8 +297,8 @@ def item_function(arity: int, cols: tuple[int, ...]) -> Callable[[Row], Any]:
 class Index:
     """All rows of one relation grouped by the ids of ``cols`` (see the module docstring).
 
-    ``map[key]`` is a tuple of items while the group has at most :data:`SMALL_GROUP` of them, a
-    list up to ``limit`` items, else a set (a list or set stays one when the group shrinks).
+    ``map[key]`` is a tuple of items while the group has at most ``limit`` of them, else a set
+    (which stays a set when the group shrinks).
     """
 
     __slots__ = ("arity", "cols", "key", "limit", "map", "ops")
@@ -319,18 +309,10 @@ class Index:
         self.arity = arity
         self.cols = cols
         self.limit = limit
-        self.ops = _ops(arity, cols, min(SMALL_GROUP, limit), limit)
+        self.ops = _ops(arity, cols, limit, FEW_ROWS)
         self.key = self.ops.key
-        self.map: dict[Any, tuple[Any, ...] | list[Any] | set[Any]] = GroupMap()
+        self.map: dict[Any, tuple[Any, ...] | set[Any]] = GroupMap()
         self.ops.add(self.map, rows)
-
-    def relimit(self, limit: int) -> None:
-        """Change the size beyond which groups are sets (groups beyond it convert now)."""
-        self.limit = limit
-        self.ops = _ops(self.arity, self.cols, min(SMALL_GROUP, limit), limit)
-        for k, g in self.map.items():
-            if type(g) is not set and len(g) > limit:
-                self.map[k] = set(g)
 
     def full_rows(self, key: Any) -> list[Row]:
         """The full rows of the group of ``key`` (none if absent)."""
@@ -364,7 +346,7 @@ class Relation:
         if arity >= 2:
             self.primary: tuple[int, ...] | None = primary or (0,)
             self._rows: set[Row] | None = None
-            self.indexes[self.primary] = Index(arity, self.primary, (), PRIMARY_GROUP_LIMIT)
+            self.indexes[self.primary] = Index(arity, self.primary, (), GROUP_LIMIT)
         else:
             self.primary = None
             self._rows = set()
@@ -448,10 +430,7 @@ class Relation:
         """Make the index on ``cols`` the storage (arity >= 2), building it if needed."""
         if self._rows is not None or cols is None or cols == self.primary:
             return
-        idx = self.index(cols)
-        assert self.primary is not None
-        self.indexes[self.primary].relimit(GROUP_LIMIT)
-        idx.relimit(PRIMARY_GROUP_LIMIT)
+        self.index(cols)
         self.primary = cols
 
     def insert(self, rows: Iterable[Row]) -> None:

@@ -317,3 +317,52 @@ def test_contains_answers_for_unknown_and_typed_values() -> None:
     assert eng.contains("can", ("u", 1)) and not eng.contains("owns", ("u", 1))
     eng.update(delete={"in": [("u", "g")]})  # the compiled checks read the live indexes
     assert not eng.contains("can", ("u", 1))
+
+
+DRIVE_LIKE = """
+.on_demand can.
+can(U, A, D) :- at(D, F), has(U, R, F), gives(R, A).
+can(U, A, D) :- at(D, F), in(U, G), has(G, R, F), gives(R, A).
+"""
+
+
+def _can(facts: dict[str, set[tuple[str, ...]]]) -> set[tuple[str, ...]]:
+    out = set()
+    for d, f in facts["at"]:
+        for s, r, f2 in facts["has"]:
+            if f2 != f:
+                continue
+            users = {s} | {u for u, g in facts["in"] if g == s}
+            out |= {(u, a, d) for u in users for r2, a in facts["gives"] if r2 == r}
+    return out
+
+
+def test_on_demand_plans_pick_one_index_for_a_relation_only_they_read() -> None:
+    facts = {
+        "at": {("d1", "f1"), ("d2", "f2"), ("d3", "f1")},
+        "has": {("u1", "owner", "f1"), ("g1", "viewer", "f2"), ("u2", "viewer", "f1")},
+        "gives": {("owner", "read"), ("owner", "write"), ("viewer", "read")},
+        "in": {("u2", "g1"), ("u3", "g1")},
+    }
+    eng = Engine(DRIVE_LIKE)
+    eng.update(insert=facts)
+    everything = {
+        (u, a, d)
+        for u in ("u1", "u2", "u3", "g1")
+        for a in ("read", "write")
+        for d in ["d1", "d2", "d3"]
+    }
+    for row in everything:
+        assert eng.contains("can", row) == (row in _can(facts)), row
+    has = eng._mat.relations["has"]
+    assert len(has.indexes) == 1  # both rules read `has` through the same index
+    # the relation keeps working through its new primary index
+    eng.update(insert={"has": [("u3", "owner", "f2")]}, delete={"has": [("u1", "owner", "f1")]})
+    facts["has"] = (facts["has"] | {("u3", "owner", "f2")}) - {("u1", "owner", "f1")}
+    for row in everything:
+        assert eng.contains("can", row) == (row in _can(facts)), row
+    assert eng.query("has") == facts["has"]
+    assert set(eng.lookup("has", (None, None, "f1"))) == {("u2", "viewer", "f1")}
+    assert eng.contains("has", ("u3", "owner", "f2")) and not eng.contains(
+        "has", ("u1", "owner", "f1")
+    )

@@ -29,13 +29,10 @@ IDS = st.integers(min_value=0, max_value=5)  # few ids: groups fill up and share
 
 
 @contextmanager
-def tiny_groups(small: int = 1, primary: int = 2, other: int = 4) -> Iterator[None]:
-    """Group limits small enough for random data to cross them (tuple -> list -> set)."""
-    with (
-        mock.patch.object(store, "SMALL_GROUP", small),
-        mock.patch.object(store, "PRIMARY_GROUP_LIMIT", primary),
-        mock.patch.object(store, "GROUP_LIMIT", other),
-    ):
+def tiny_groups(limit: int = 2, few: int = 2) -> Iterator[None]:
+    """A group limit small enough for random data to cross it (tuple <-> set), and batches of
+    more than ``few`` rows take the key-by-key path."""
+    with mock.patch.object(store, "FEW_ROWS", few), mock.patch.object(store, "GROUP_LIMIT", limit):
         yield
 
 
@@ -73,8 +70,8 @@ def check_relation(rel: Relation, expected: set[tuple[int, ...]]) -> None:
         for key, rows in groups.items():
             assert sorted(idx.full_rows(key)) == sorted(rows), f"group {key} of {cols}"
             group = idx.map[key]
-            assert type(group) in (tuple, list, set)
-            if type(group) is not set:  # beyond the limit a group must be a set
+            assert type(group) in (tuple, set)
+            if type(group) is tuple:  # beyond the limit a group must be a set
                 assert len(group) <= idx.limit
 
 
@@ -159,7 +156,7 @@ def test_engine_with_tiny_groups_equals_evaluation_from_scratch(
     case: tuple[GenProgram, list[Batch]],
 ) -> None:
     prog, batches = case
-    with tiny_groups(small=1, primary=1, other=2):
+    with tiny_groups(limit=1, few=1):
         run_stream(prog, batches)
 
 

@@ -99,19 +99,21 @@ class Change:
     def added(self) -> frozenset[tuple[Value, ...]]:
         if self._added is None:
             self._added = self._decode(self._plus)
+            self._plus = ()  # let go of the encoded rows (a relation snapshot, maybe)
         return self._added
 
     @property
     def removed(self) -> frozenset[tuple[Value, ...]]:
         if self._removed is None:
             self._removed = self._decode(self._minus)
+            self._minus = ()
         return self._removed
 
     def __len__(self) -> int:
         """Number of rows added plus removed (without decoding them)."""
-        if self._added is None or self._removed is None:
-            return len(self._plus) + len(self._minus)  # type: ignore[arg-type]
-        return len(self._added) + len(self._removed)
+        added = len(self._added) if self._added is not None else len(self._plus)  # type: ignore[arg-type]
+        removed = len(self._removed) if self._removed is not None else len(self._minus)  # type: ignore[arg-type]
+        return added + removed
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Change):

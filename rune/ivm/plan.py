@@ -118,6 +118,12 @@ class _Writer:
         self.bound[var] = (len(self.lines), self.depth)
         self.line(text)
 
+    def loop(self, target: str, iterable: str, bound: list[str]) -> None:
+        """``for target in iterable:``, whose target binds the variables ``bound``."""
+        for var in bound:
+            self.bound[var] = (len(self.lines), self.depth + 1)
+        self.open(f"for {target} in {iterable}:")
+
     def probe(self, call: str, key_vars: list[str]) -> str:
         """``call`` (a ``.get``), or a name bound to its result outside the loops it is in."""
         at, depth = max((self.bound[v] for v in key_vars), default=(-1, 1))
@@ -176,25 +182,35 @@ def compile_plan(
             return str(dictionary.encode(t.value))
         return var(t.name)
 
-    def bind_row(atom: Atom, row: str, skip: tuple[int, ...]) -> None:
-        """Bind/check the positions of ``atom`` read from ``row``.
+    def loop_over(atom: Atom, iterable: str, skip: tuple[int, ...], weighted: bool = False) -> None:
+        """Loop over rows (``skip`` empty) or items of an index on ``skip`` of ``atom``.
 
-        ``skip``: the key columns of the index ``row`` comes from; ``row`` is then an item
-        (the other columns: the id itself when one is left, else a tuple), else a full row.
+        The loop target unpacks them: fresh variables are bound there, positions holding a
+        constant or an already bound variable go to temporaries compared right after.
         """
         rest = [p for p in range(len(atom.args)) if p not in skip]
-        for j, pos in enumerate(rest):
+        names: list[str] = []
+        checks: list[str] = []
+        fresh: list[str] = []
+        for pos in rest:
             arg = atom.args[pos]
-            at = row if skip and len(rest) == 1 else f"{row}[{j if skip else pos}]"
-            if isinstance(arg, Const):
-                out.open(f"if {at} == {term(arg)}:")
+            if isinstance(arg, Const) or (not arg.anonymous and arg.name in bound_vars):
+                temp = f"c{pos}_{len(out.lines)}"
+                names.append(temp)
+                checks.append(f"{temp} == {term(arg)}")
             elif arg.anonymous:
-                continue
-            elif arg.name in bound_vars:
-                out.open(f"if {at} == {var(arg.name)}:")
+                names.append("_")
             else:
-                out.bind(var(arg.name), f"{var(arg.name)} = {at}")
+                names.append(var(arg.name))
+                fresh.append(var(arg.name))
                 bound_vars.add(arg.name)
+        if skip and len(rest) == 1:
+            target = names[0]  # an item of one column is the id itself
+        else:
+            target = "(" + "".join(f"{n}, " for n in names) + ")"
+        out.loop(f"{target}, w" if weighted else target, iterable, fresh)
+        for check in checks:
+            out.open(f"if {check}:")
 
     def key_vars(atom: Atom, cols: tuple[int, ...]) -> list[str]:
         out_vars = []
@@ -240,8 +256,7 @@ def compile_plan(
         lit = rule.body[source]
         atom = lit.atom if isinstance(lit, Negation) else lit
         assert isinstance(atom, Atom)
-        out.open("for s in SRC:" if collect else "for s, w in SRC.items():")
-        bind_row(atom, "s", ())
+        loop_over(atom, "SRC" if collect else "SRC.items()", (), weighted=not collect)
         weight = "-w" if isinstance(lit, Negation) else "w"
         remaining.remove(source)
 
@@ -291,16 +306,14 @@ def compile_plan(
         if estimate is not None:
             loops *= estimate(chosen.relation, cols)
             cost += loops
-        row = f"t{k}"
         if cols:
             accesses.append(Access(k, chosen.relation, "index", cols))
             key = key_code([term(chosen.args[c]) for c in cols])
             group = out.probe(f"G{len(accesses) - 1}({key}, EMPTY)", key_vars(chosen, cols))
-            out.open(f"for {row} in {group}:")
+            loop_over(chosen, group, cols)
         else:
             accesses.append(Access(k, chosen.relation, "rows"))
-            out.open(f"for {row} in V{len(accesses) - 1}:")
-        bind_row(chosen, row, cols)
+            loop_over(chosen, f"V{len(accesses) - 1}", ())
 
     # 3. emit
     h = row_expr(head) if head.args else "()"

@@ -12,11 +12,11 @@ group of *items* of the rows with that key, an item being what is left of a row 
 key columns (the id itself when one column is left, else a tuple of the remaining ids in
 column order). A key is the id of the one key column, or the ids of several key columns packed
 into one int (:func:`pack`: 32 bits each; the dictionary never hands out more ids). Groups are
-tuples while small (8 bytes per item, and the cyclic GC stops tracking a tuple of ints) and
-sets beyond a size (constant-time membership, insertion and removal: lists would be smaller
-but a removal scans them, which dominated single updates on large groups).
-A batch of insertions is grouped by key first, so a group is rebuilt once per batch, not once
-per row. Ids are the
+lists while small (8 bytes per item; a membership test or removal scans at most
+:data:`GROUP_LIMIT` items) and sets beyond (constant time). Both change in place: replacing
+immutable groups (tuples) on every change filled the GC's young generation with objects its
+allocation count never saw (one freed for each one made), so a young collection would now
+and then traverse thousands of them inside a single update (2-17 ms). Ids are the
 dictionary's own int objects, so an item costs one pointer. Relations of arity 0 and 1 are a
 set of row tuples.
 
@@ -31,6 +31,7 @@ caller applies it afterwards.
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache
@@ -115,7 +116,7 @@ class _Ops:
         "rows",
     )
 
-    def __init__(self, arity: int, cols: tuple[int, ...], limit: int, few: int) -> None:
+    def __init__(self, arity: int, cols: tuple[int, ...], limit: int) -> None:
         rest = [p for p in range(arity) if p not in cols]
         key = key_code([f"r[{c}]" for c in cols])
         item = item_code([f"r[{p}]" for p in rest])
@@ -154,36 +155,20 @@ def absent(m, rows):
     return {{r for r in rows if {item} not in get({key}, ())}}
 
 def add(m, rows):
-    if len(rows) > {few} and len(rows) > len(m) >> 2:
-        return add_grouped(m, rows)
     get = m.get
     for r in rows:
         k = {key}
         g = get(k)
         if g is None:
-            m[k] = ({item},)
-        elif g.__class__ is tuple:
-            m[k] = g + ({item},) if len(g) < {limit} else {{*g, {item}}}
+            m[k] = [{item}]
+        elif g.__class__ is list:
+            g.append({item})
+            if len(g) > {limit}:
+                m[k] = set(g)
         else:
             g.add({item})
 
-def add_grouped(m, rows):
-    by = defaultdict(list)
-    for r in rows:
-        by[{key}].append({item})
-    get = m.get
-    for k, xs in by.items():
-        g = get(k)
-        if g is None:
-            m[k] = tuple(xs) if len(xs) <= {limit} else set(xs)
-        elif g.__class__ is tuple:
-            m[k] = g + tuple(xs) if len(g) + len(xs) <= {limit} else {{*g, *xs}}
-        else:
-            g.update(xs)
-
 def add_new(m, rows):
-    if len(rows) > {few} and len(rows) > len(m) >> 2:
-        return add_new_grouped(m, rows)
     get = m.get
     new = []
     for r in rows:
@@ -191,62 +176,27 @@ def add_new(m, rows):
         x = {item}
         g = get(k)
         if g is None:
-            m[k] = (x,)
+            m[k] = [x]
         elif x in g:
             continue
-        elif g.__class__ is tuple:
-            m[k] = g + (x,) if len(g) < {limit} else {{*g, x}}
+        elif g.__class__ is list:
+            g.append(x)
+            if len(g) > {limit}:
+                m[k] = set(g)
         else:
             g.add(x)
         new.append(r)
-    return new
-
-def add_new_grouped(m, rows):
-    by = defaultdict(list)
-    for r in rows:
-        by[{key}].append(r)
-    get = m.get
-    new = []
-    for k, rs in by.items():
-        g = get(k)
-        if g is None:
-            xs = tuple(map(ITEM, rs))
-            m[k] = xs if len(xs) <= {limit} else set(xs)
-            new += rs
-            continue
-        xs = []
-        for r in rs:
-            x = {item}
-            if x not in g:
-                xs.append(x)
-                new.append(r)
-        if not xs:
-            continue
-        if g.__class__ is tuple:
-            m[k] = g + tuple(xs) if len(g) + len(xs) <= {limit} else {{*g, *xs}}
-        else:
-            g.update(xs)
     return new
 
 def remove(m, rows):
     for r in rows:
         k = {key}
         g = m[k]
-        if g.__class__ is tuple:
-            if len(g) == 1:
-                del m[k]
-            else:
-                i = g.index({item})
-                m[k] = g[:i] + g[i + 1 :]
-        else:
-            g.remove({item})
-            if not g:
-                del m[k]
+        g.remove({item})
+        if not g:
+            del m[k]
 """
-        namespace: dict[str, Any] = {
-            "ITEM": itemgetter(*rest) if rest else _nothing,
-            "defaultdict": defaultdict,
-        }
+        namespace: dict[str, Any] = {}
         exec(compile(src, f"<index {arity}:{cols}>", "exec"), namespace)
         self.key: Callable[[Row], Any] = namespace["key"]
         self.item: Callable[[Row], Any] = namespace["item"]
@@ -263,41 +213,62 @@ def remove(m, rows):
 class GroupMap(dict[Any, Any]):
     """The dict of an index: key -> group.
 
-    A plain ``dict`` that the cyclic GC finds holding only untracked objects (ints, tuples of
-    ints) stops being tracked, and is tracked again, as a *young* object, the moment a new
-    group is stored: the next young collection then traverses the whole index (milliseconds
-    to tens of milliseconds for a large one, in the middle of a single update). The GC never
-    untracks an instance of a subclass, so an index stays in the old generation.
+    A plain ``dict`` that the cyclic GC finds holding only untracked objects stops being
+    tracked, and is tracked again, as a *young* object, when a tracked one is stored: the next
+    young collection then traverses the whole index (tens of milliseconds for a large one, in
+    the middle of a single update). The GC never untracks an instance of a subclass, so an
+    index stays in the old generation whatever its groups are.
     """
 
     __slots__ = ()
 
 
-FEW_ROWS = 256
-"""Batches up to this many rows update index groups row by row. Larger ones are grouped by
-key first (a tuple group is rebuilt once per batch, not once per row) when they are large
-for the index too (more rows than a quarter of its keys: bulk loads); row by row otherwise
-(each key of an update typically gets one row, and grouping costs more per key)."""
-
-
-def _nothing(row: Row) -> tuple[()]:
-    return ()
+BULK_ROWS = 256
+"""Inserting more rows than this into an empty relation builds its indexes in one pass."""
 
 
 @cache
-def _ops(arity: int, cols: tuple[int, ...], limit: int, few: int) -> _Ops:
-    return _Ops(arity, cols, limit, few)
+def _ops(arity: int, cols: tuple[int, ...], limit: int) -> _Ops:
+    return _Ops(arity, cols, limit)
 
 
 def item_function(arity: int, cols: tuple[int, ...]) -> Callable[[Row], Any]:
     """The item (see the module docstring) of a full row, for an index on ``cols``."""
-    return _ops(arity, cols, 1, 1).item
+    return _ops(arity, cols, 1).item
+
+
+@cache
+def _builder(
+    arity: int, shapes: tuple[tuple[int, ...], ...], limit: int
+) -> Callable[[list[dict[Any, Any]], Iterable[Row]], None]:
+    """``build(maps, rows)``: fill the empty maps of indexes on ``shapes`` in one pass.
+
+    The rows are grouped by each index's key into lists (one loop, rows unpacked once), which
+    become the groups (sets beyond ``limit`` items).
+    """
+    cells = [f"c{p}" for p in range(arity)]
+    lines = [f"    by{i} = defaultdict(list)" for i in range(len(shapes))]
+    lines.append(f"    for {', '.join(cells)}, in rows:")
+    for i, cols in enumerate(shapes):
+        rest = [f"c{p}" for p in range(arity) if p not in cols]
+        key = key_code([f"c{c}" for c in cols])
+        lines.append(f"        by{i}[{key}].append({item_code(rest)})")
+    for i in range(len(shapes)):
+        lines.append(f"    m = maps[{i}]")
+        lines.append(f"    m.update(by{i})")
+        lines.append(f"    for k in [k for k, g in by{i}.items() if len(g) > {limit}]:")
+        lines.append("        m[k] = set(m[k])")
+    src = "def build(maps, rows):\n" + "\n".join(lines) + "\n"
+    namespace: dict[str, Any] = {"defaultdict": defaultdict}
+    exec(compile(src, f"<build {arity}:{shapes}>", "exec"), namespace)
+    build: Callable[[list[dict[Any, Any]], Iterable[Row]], None] = namespace["build"]
+    return build
 
 
 class Index:
     """All rows of one relation grouped by the ids of ``cols`` (see the module docstring).
 
-    ``map[key]`` is a tuple of items while the group has at most ``limit`` of them, else a set
+    ``map[key]`` is a list of items while the group has at most ``limit`` of them, else a set
     (which stays a set when the group shrinks).
     """
 
@@ -309,9 +280,9 @@ class Index:
         self.arity = arity
         self.cols = cols
         self.limit = limit
-        self.ops = _ops(arity, cols, limit, FEW_ROWS)
+        self.ops = _ops(arity, cols, limit)
         self.key = self.ops.key
-        self.map: dict[Any, tuple[Any, ...] | set[Any]] = GroupMap()
+        self.map: dict[Any, list[Any] | set[Any]] = GroupMap()
         self.ops.add(self.map, rows)
 
     def full_rows(self, key: Any) -> list[Row]:
@@ -328,7 +299,17 @@ class Relation:
     one derivation.
     """
 
-    __slots__ = ("_rows", "_size", "arity", "counted", "counts", "indexes", "name", "primary")
+    __slots__ = (
+        "_rows",
+        "_size",
+        "_snapshots",
+        "arity",
+        "counted",
+        "counts",
+        "indexes",
+        "name",
+        "primary",
+    )
 
     def __init__(
         self,
@@ -343,6 +324,7 @@ class Relation:
         self.counts: dict[Row, int] = {}
         self.indexes: dict[tuple[int, ...], Index] = {}
         self._size = 0
+        self._snapshots: list[weakref.ref[Snapshot]] = []
         if arity >= 2:
             self.primary: tuple[int, ...] | None = primary or (0,)
             self._rows: set[Row] | None = None
@@ -437,26 +419,47 @@ class Relation:
         """Add rows that are not present (counted relations: with one derivation)."""
         if not rows:
             return
+        if self._snapshots:
+            self._freeze_snapshots()
         if self._rows is not None:
             self._rows.update(rows)
             return
         if not isinstance(rows, (list, tuple, set, frozenset, dict)):
             rows = list(rows)
+        if not self._size and len(rows) > BULK_ROWS:  # a bulk load: every index at once
+            indexes = list(self.indexes.values())
+            _builder(self.arity, tuple(i.cols for i in indexes), GROUP_LIMIT)(
+                [i.map for i in indexes], rows
+            )
+            self._size = len(rows)
+            return
         self._size += len(rows)
         for idx in self.indexes.values():
             idx.ops.add(idx.map, rows)
 
     def snapshot(self) -> Snapshot:
-        """The rows stored now, unaffected by later changes (cost: one pass over the keys)."""
+        """The rows stored now, unaffected by later changes (see :class:`Snapshot`)."""
         if self._rows is not None:
-            return Snapshot(frozenset(self._rows), iter, len(self._rows))
-        assert self.primary is not None
-        idx = self.indexes[self.primary]
-        groups = {k: g if g.__class__ is tuple else frozenset(g) for k, g in idx.map.items()}
-        return Snapshot(groups, idx.ops.rows, self._size)
+            snap = Snapshot(self._rows, iter, len(self._rows))
+        else:
+            assert self.primary is not None
+            idx = self.indexes[self.primary]
+            snap = Snapshot(idx.map, idx.ops.rows, self._size)
+        self._snapshots.append(weakref.ref(snap))
+        return snap
+
+    def _freeze_snapshots(self) -> None:
+        """Before a change: snapshots still held copy the rows they stand for."""
+        for ref in self._snapshots:
+            snap = ref()
+            if snap is not None:
+                snap.freeze()
+        self._snapshots.clear()
 
     def insert_new(self, rows: Iterable[Row]) -> list[Row] | set[Row]:
         """Add those of ``rows`` (distinct) that are not present; return them."""
+        if self._snapshots:
+            self._freeze_snapshots()
         stored = self._rows
         if stored is not None:
             new = set(rows).difference(stored)
@@ -475,6 +478,8 @@ class Relation:
         """Remove rows that are present (and forget their counts)."""
         if not rows:
             return
+        if self._snapshots:
+            self._freeze_snapshots()
         if not isinstance(rows, (list, tuple, set, frozenset, dict)):
             rows = list(rows)
         if self.counts:
@@ -489,6 +494,8 @@ class Relation:
             idx.ops.remove(idx.map, rows)
 
     def clear(self) -> None:
+        if self._snapshots:
+            self._freeze_snapshots()
         self.counts.clear()
         self._size = 0
         if self._rows is not None:
@@ -500,11 +507,13 @@ class Relation:
 class Snapshot:
     """Rows of a relation at one moment (:meth:`Relation.snapshot`), built when iterated.
 
-    ``data`` is an immutable copy of the relation's row set or primary index map (its groups
-    are tuples, or frozen copies of sets), ``rows(data)`` iterates full rows.
+    ``data`` is the relation's own row set or primary index map, and ``rows(data)`` iterates
+    full rows, until the relation next changes: just before, the relation makes every
+    snapshot still held copy its groups (:meth:`freeze`). A bulk load's changes thus cost
+    nothing unless read after a later update, and then one copy of the ids.
     """
 
-    __slots__ = ("_data", "_len", "_rows")
+    __slots__ = ("__weakref__", "_data", "_len", "_rows")
 
     def __init__(self, data: Any, rows: Callable[[Any], Iterator[Row]], size: int) -> None:
         self._data = data
@@ -516,6 +525,13 @@ class Snapshot:
 
     def __iter__(self) -> Iterator[Row]:
         return self._rows(self._data)
+
+    def freeze(self) -> None:
+        data = self._data
+        if isinstance(data, (set, frozenset)):
+            self._data = frozenset(data)
+        else:
+            self._data = {k: tuple(g) for k, g in data.items()}
 
 
 class Delta:

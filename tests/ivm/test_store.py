@@ -29,10 +29,13 @@ IDS = st.integers(min_value=0, max_value=5)  # few ids: groups fill up and share
 
 
 @contextmanager
-def tiny_groups(limit: int = 2, few: int = 2) -> Iterator[None]:
-    """A group limit small enough for random data to cross it (tuple <-> set), and batches of
-    more than ``few`` rows take the key-by-key path."""
-    with mock.patch.object(store, "FEW_ROWS", few), mock.patch.object(store, "GROUP_LIMIT", limit):
+def tiny_groups(limit: int = 2, bulk: int = 2) -> Iterator[None]:
+    """A group limit small enough for random data to cross it (list -> set), and inserts of
+    more than ``bulk`` rows into an empty relation take the one-pass build."""
+    with (
+        mock.patch.object(store, "BULK_ROWS", bulk),
+        mock.patch.object(store, "GROUP_LIMIT", limit),
+    ):
         yield
 
 
@@ -70,8 +73,8 @@ def check_relation(rel: Relation, expected: set[tuple[int, ...]]) -> None:
         for key, rows in groups.items():
             assert sorted(idx.full_rows(key)) == sorted(rows), f"group {key} of {cols}"
             group = idx.map[key]
-            assert type(group) in (tuple, set)
-            if type(group) is tuple:  # beyond the limit a group must be a set
+            assert type(group) in (list, set)
+            if type(group) is list:  # beyond the limit a group must be a set
                 assert len(group) <= idx.limit
 
 
@@ -156,7 +159,7 @@ def test_engine_with_tiny_groups_equals_evaluation_from_scratch(
     case: tuple[GenProgram, list[Batch]],
 ) -> None:
     prog, batches = case
-    with tiny_groups(limit=1, few=1):
+    with tiny_groups(limit=1, bulk=1):
         run_stream(prog, batches)
 
 

@@ -289,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         default="default",
         help="cyclic GC during the change/check phases (freeze = gc.freeze() after load)",
     )
+    ap.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        metavar="N",
+        help="untimed allow checks before the change stream (default 0): the indexes checks "
+        "build exist while changes run, as in a service where both interleave",
+    )
     args = ap.parse_args(argv)
     do_verify = args.verify == "yes" or (args.verify == "auto" and args.scale <= 0.1)
 
@@ -370,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
         gc.disable()
     fig["gc"] = args.gc
     fig["large_threshold"] = args.large
+    fig["warm_checks"] = args.warm
+    if args.warm:
+        log(f"{args.warm} untimed allow checks before the changes")
+        for q in queries[: args.warm]:
+            eng.contains("allow", q)
 
     # ---- single changes -------------------------------------------------------------------
     log(f"{len(stream)} single changes")
@@ -459,7 +472,11 @@ def print_table(fig: dict[str, Any]) -> None:
     c = fig["check"]
     rows += [
         ("allow check p50 / p99", f"{c['p50_us']} / {c['p99_us']} µs", "p99 ≤ 50 µs"),
-        ("  first check (builds indexes)", f"{c['first_check_us'] / 1000:.1f} ms", ""),
+        (
+            "  first check " + ("(after --warm)" if fig.get("warm_checks") else "(builds indexes)"),
+            f"{c['first_check_us'] / 1000:.1f} ms",
+            "",
+        ),
         ("allow checks/s (one core)", fmt_rate(c["checks_per_s"]), "≥ 100,000"),
         ("  checks per CPU second", fmt_rate(c["checks_per_cpu_s"]), ""),
         ("  checks allowed", f"{c['allowed']:,} of {c['n']:,}", ""),
@@ -479,7 +496,9 @@ def print_table(fig: dict[str, Any]) -> None:
     print(
         f"\ndrive scale={s} seed={fig['seed']}  (python {fig['python']}, {fig['cpus']} cpus, "
         f"load avg {fig['loadavg_start']:.1f} → {fig['loadavg_end']:.1f}, "
-        f"engine src {fig['engine_src']}, peak RSS {fig['peak_rss_mb']} MB)"
+        f"engine src {fig['engine_src']}, peak RSS {fig['peak_rss_mb']} MB"
+        + (f", {fig['warm_checks']} checks before the changes" if fig.get("warm_checks") else "")
+        + ")"
     )
     print(f"{'figure':<{w}}  {'value':>{v}}  target (DESIGN §6)")
     for name, val, tgt in rows:

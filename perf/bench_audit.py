@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Any
 
 from rune.config import Logging
 from rune.ops.audit import Audit
 from rune.ops.logs import configure_logging
 from rune.ops.metrics import Metrics
+from rune.policies.decision import Decision
 
 REQUEST = {
     "id": "r1",
@@ -26,16 +26,8 @@ REQUEST = {
 }
 
 
-def decision() -> dict[str, Any]:
-    return {
-        "id": "r1",
-        "decision": "allow",
-        "reasons": ["datalog:allow"],
-        "errors": [],
-        "policy_version": 1,
-        "watermark": {"rune.facts": {"0": 12}},
-        "latency_us": 40,
-    }
+def decision() -> Decision:
+    return Decision("r1", True, ("datalog:allow",), (), 1, {"rune.facts": {"0": 12}}, 40)
 
 
 def main() -> None:

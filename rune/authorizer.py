@@ -8,6 +8,9 @@ policy bundle and the decision cache, and wires them together::
     az.apply({"op": "assert", "fact": ["member", alice, eng]})
     az.check({"id": "r-1", "principal": ..., "action": ..., "resource": ..., "context": {}})
 
+``check`` returns the contract-v1 record as a dict; ``decide`` the typed
+:class:`~rune.policies.decision.Decision` the service passes on.
+
 Not thread-safe: use it from one thread (the streams layer drives it from one event loop).
 """
 
@@ -23,6 +26,7 @@ from rune.policies import builtins as B
 from rune.policies.bundle import Bundle, compile_bundle, datalog_error, datalog_source
 from rune.policies.cache import CacheStats, DecisionCache
 from rune.policies.decide import Counters, Outcome, State, decide
+from rune.policies.decision import Decision, Watermark
 from rune.policies.entities import EntityStore
 from rune.policies.errors import EventError, RequestError, StaleBundleError
 from rune.policies.events import plan
@@ -39,7 +43,10 @@ from rune.policies.slice import FragmentMemo
 from rune.policies.uids import is_entity_type, parse_uid
 from rune.policies.views import ChangeLike, Views
 
-__all__ = ["Authorizer"]
+__all__ = ["NO_BUNDLE", "Authorizer"]
+
+NO_BUNDLE: Final = "no active bundle"
+"""The ``error`` of every decision made while no policy bundle is active."""
 
 EngineFactory = Callable[[str], Views]
 
@@ -85,6 +92,8 @@ class Authorizer:
         self._limits = (max_request_id_chars, max_context_depth)
         self._counters = Counters()
         self._watermark: dict[str, dict[str, int]] = {}
+        self._snapshot: Watermark | None = None
+        """The watermark decisions carry: shared until it next advances (never mutated)."""
         self._max_candidates = max_lookup_candidates
         self._rule_reasons = rule_reasons
         self._memo = FragmentMemo()
@@ -107,7 +116,7 @@ class Authorizer:
 
     @property
     def watermark(self) -> dict[str, dict[str, int]]:
-        """Applied positions ``{topic: {partition: offset}}``, copied into every decision."""
+        """Applied positions ``{topic: {partition: offset}}`` (a copy)."""
         return {t: dict(p) for t, p in self._watermark.items()}
 
     def advance_watermark(self, topic: str, partition: int | str, offset: int) -> None:
@@ -116,6 +125,7 @@ class Authorizer:
         key = str(partition)
         if offset > parts.get(key, -1):
             parts[key] = offset
+            self._snapshot = None
 
     def cache_stats(self) -> CacheStats:
         return self._cache.stats()
@@ -271,13 +281,15 @@ class Authorizer:
 
     # -- decisions ----------------------------------------------------------------------
 
-    def check(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Decide one request; never raises on bad input (deny with an ``error`` field)."""
+    def decide(self, request: Mapping[str, Any]) -> Decision:
+        """Decide one request; never raises on bad input (deny with an ``error``)."""
         start = time.perf_counter_ns()
         try:
             req = parse_request(request, *self._limits)
         except RequestError as exc:
             return self._bad(request, exc, start)
+        if self._bundle is None:
+            return self._refused(req.id, NO_BUNDLE, start)
         if req.explain:
             return self._decision(req.id, decide([req], self._state)[0], start)
         cache = self._cache
@@ -288,18 +300,22 @@ class Authorizer:
                 cache.put(req.key, outcome, outcome.size() + len(req.key[3]))
         return self._decision(req.id, outcome, start)
 
-    def check_batch(self, requests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def decide_batch(self, requests: Iterable[Mapping[str, Any]]) -> list[Decision]:
         """Decide requests in order; misses share one Cedar call over a union slice."""
         start = time.perf_counter_ns()
         raws = list(requests)
-        out: list[dict[str, Any] | None] = [None] * len(raws)
+        out: list[Decision | None] = [None] * len(raws)
         todo: list[tuple[int, Request]] = []
         cache = self._cache
+        no_bundle = self._bundle is None
         for i, raw in enumerate(raws):
             try:
                 req = parse_request(raw, *self._limits)
             except RequestError as exc:
                 out[i] = self._bad(raw, exc, start)
+                continue
+            if no_bundle:
+                out[i] = self._refused(req.id, NO_BUNDLE, start)
                 continue
             if not req.explain:
                 hit = cache.get(req.key)
@@ -315,25 +331,50 @@ class Authorizer:
                 out[i] = self._decision(req.id, outcome, start)
         return [d for d in out if d is not None]
 
-    def _decision(self, rid: str | None, outcome: Outcome, start: int) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "id": rid,
-            "decision": "allow" if outcome.allowed else "deny",
-            "reasons": list(outcome.reasons),
-            "errors": list(outcome.errors),
-            "policy_version": self.policy_version,
-            "watermark": {t: dict(p) for t, p in self._watermark.items()}
-            if self._watermark
-            else {},
-            "latency_us": (time.perf_counter_ns() - start) // 1000,
-        }
-        if outcome.error is not None:
-            d["error"] = outcome.error
-        if outcome.explanation is not None:
-            d["explanation"] = outcome.explanation
-        return d
+    def check(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Decide one request; the contract-v1 decision record (see :meth:`decide`)."""
+        return self.decide(request).to_json()
 
-    def _bad(self, raw: object, exc: RequestError, start: int) -> dict[str, Any]:
+    def check_batch(self, requests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`decide_batch` as contract-v1 records."""
+        return [d.to_json() for d in self.decide_batch(requests)]
+
+    def refuse(self, request: object, error: str) -> Decision:
+        """A deny that says why ``request`` was not decided (a stale view, overload...)."""
+        return self._refused(read_id(request, self._limits[0]), error, time.perf_counter_ns())
+
+    def _refused(self, rid: str | None, error: str, start: int) -> Decision:
+        return Decision(
+            rid,
+            False,
+            (),
+            (),
+            self.policy_version,
+            self._watermark_view(),
+            (time.perf_counter_ns() - start) // 1000,
+            error,
+        )
+
+    def _watermark_view(self) -> Watermark:
+        view = self._snapshot
+        if view is None:
+            view = self._snapshot = {t: dict(p) for t, p in self._watermark.items()}
+        return view
+
+    def _decision(self, rid: str | None, outcome: Outcome, start: int) -> Decision:
+        return Decision(
+            rid,
+            outcome.allowed,
+            outcome.reasons,
+            outcome.errors,
+            self._bundle.version if self._bundle is not None else None,
+            self._snapshot or self._watermark_view(),
+            (time.perf_counter_ns() - start) // 1000,
+            outcome.error,
+            outcome.explanation,
+        )
+
+    def _bad(self, raw: object, exc: RequestError, start: int) -> Decision:
         rid = read_id(raw, self._limits[0])
         return self._decision(rid, Outcome(False, (), (), str(exc)), start)
 

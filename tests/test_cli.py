@@ -50,8 +50,8 @@ def test_run_with_files_reports_bad_lines_and_keeps_going(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.stdout.splitlines()[0])["decision"] == "allow"
     assert "events.jsonl:2: invalid JSON" in result.stderr
-    assert "events.jsonl:3: event rejected" in result.stderr
-    assert "1 events applied, 1 rejected" in result.stderr
+    assert "events.jsonl:3: unknown op 'explode'" in result.stderr
+    assert "1 events applied, 0 rejected, 2 undecodable" in result.stderr
 
 
 def test_invalid_bundle_is_a_clear_error(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from rune.connectors.base import Outgoing
 from rune.connectors.files import FileLog
 from rune.errors import RuneError
 from rune.ops.logs import configure_logging
-from rune.streams.app import Service
+from rune.streams.app import Service, kafka_log
 from rune.streams.keys import event_key
 
 EXAMPLE = resources.files("rune") / "examples" / "drive"
@@ -96,10 +96,7 @@ def _notice(message: str) -> None:
 
 
 def _run_kafka(settings: Settings) -> None:
-    from rune.connectors.kafka import KafkaLog
-
-    k = settings.kafka
-    log = KafkaLog(k.bootstrap, client_id=k.client_id, isolation_level=k.isolation_level)
+    log = kafka_log(settings, notice=_notice)
     service = Service(settings, log, notice=_notice)
 
     async def main_() -> None:

@@ -118,10 +118,9 @@ async def _serve(
 def _open_log(settings: Settings, preload: tuple[Path | None, Path | None] | None) -> Log:
     """Kafka, or the embedded log with its topics and the preloaded bundle and events."""
     if not settings.embedded:
-        from rune.connectors.kafka import KafkaLog
+        from rune.streams.app import kafka_log
 
-        k = settings.kafka
-        return KafkaLog(k.bootstrap, client_id=k.client_id, isolation_level=k.isolation_level)
+        return kafka_log(settings, instance=os.environ.get(WORKER_ENV, ""))
     from rune.connectors.embedded import EmbeddedLog
     from rune.streams.app import topic_specs
     from rune.streams.keys import event_key

@@ -18,20 +18,20 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError
 
 from rune.config import ConfigError, Settings, load_settings
 from rune.connectors.base import ConnectorError, TopicSpec
 from rune.streams.app import topic_specs
 
+if TYPE_CHECKING:
+    from rune.connectors.kafka import KafkaOptions
+
 __all__ = ["topics"]
 
-REQUEST_TIMEOUT_MS = 15_000
-_UNKNOWN_TOPIC = 3
+REQUEST_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,64 +58,36 @@ def _roles(settings: Settings) -> dict[str, str]:
     return {name: role for role, name in settings.topics.model_dump().items()}
 
 
-async def _describe(
-    bootstrap: str, client_id: str, specs: Sequence[TopicSpec]
-) -> dict[str, Present | None]:
-    """Partitions and the configs the specs name, per topic, as the broker has them."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id=client_id, request_timeout_ms=REQUEST_TIMEOUT_MS
+async def _describe(settings: Settings, specs: Sequence[TopicSpec]) -> dict[str, Present | None]:
+    """Partitions and configs per topic, as the broker has them."""
+    from rune.connectors.kafka.admin import Admin
+
+    admin = Admin(_options(settings).admin(), REQUEST_TIMEOUT_S)
+    state = await admin.topic_state([s.name for s in specs])
+    return {
+        name: None if found is None else Present(found[0], found[1])
+        for name, found in state.items()
+    }
+
+
+def _options(settings: Settings) -> KafkaOptions:
+    from rune.connectors.kafka import KafkaOptions
+
+    k = settings.kafka
+    return KafkaOptions(
+        bootstrap=k.bootstrap,
+        client_id=k.client_id,
+        request_timeout_ms=int(REQUEST_TIMEOUT_S * 1000),
+        librdkafka={name: v.get_secret_value() for name, v in k.librdkafka.items()},
     )
-    try:
-        await admin.start()
-    except KafkaError as exc:
-        raise ConnectorError(f"cannot connect to Kafka at {bootstrap}: {exc}") from exc
-    try:
-        existing = set(await admin.list_topics())
-        out: dict[str, Present | None] = {s.name: None for s in specs}
-        present = [s for s in specs if s.name in existing]
-        if not present:
-            return out
-        described = await admin.describe_topics([s.name for s in present])
-        counts = {
-            t["topic"]: len(t["partitions"]) for t in described if t["error_code"] != _UNKNOWN_TOPIC
-        }
-        responses = await admin.describe_configs(
-            [
-                ConfigResource(ConfigResourceType.TOPIC, s.name, dict.fromkeys(s.configs))
-                for s in present
-            ]
-        )
-        configs: dict[str, dict[str, str]] = {}
-        for response in responses:
-            for resource in response.to_object()["resources"]:
-                if resource["error_code"] == 0:
-                    configs[resource["resource_name"]] = {
-                        e["config_names"]: e["config_value"] for e in resource["config_entries"]
-                    }
-        for s in present:
-            if s.name in counts:
-                out[s.name] = Present(counts[s.name], configs.get(s.name, {}))
-        return out
-    except KafkaError as exc:
-        raise ConnectorError(f"describing topics on {bootstrap} failed: {exc}") from exc
-    finally:
-        await admin.close()
 
 
 async def _create(settings: Settings, specs: Sequence[TopicSpec]) -> dict[str, Present | None]:
     """Create the missing topics; returns what the broker held before."""
-    from rune.connectors.kafka import KafkaLog
+    from rune.connectors.kafka.admin import Admin
 
-    bootstrap = _bootstrap(settings)
-    before = await _describe(bootstrap, settings.kafka.client_id, specs)
-    log = KafkaLog(
-        bootstrap, client_id=settings.kafka.client_id, request_timeout_ms=REQUEST_TIMEOUT_MS
-    )
-    await log.start()
-    try:
-        await log.ensure_topics(specs)
-    finally:
-        await log.close()
+    before = await _describe(settings, specs)
+    await Admin(_options(settings).admin(), REQUEST_TIMEOUT_S).ensure_topics(specs)
     return before
 
 
@@ -226,7 +198,7 @@ def list_(kafka: str | None, config: Path | None) -> None:
     before: dict[str, Present | None] = {}
     if bootstrap:
         try:
-            before = asyncio.run(_describe(bootstrap, settings.kafka.client_id, specs))
+            before = asyncio.run(_describe(settings, specs))
         except ConnectorError as exc:
             raise click.ClickException(str(exc)) from exc
     roles = _roles(settings)

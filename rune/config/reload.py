@@ -38,6 +38,12 @@ SAFE: Final = frozenset(
         "stream.token_wait_s",
         "stream.max_waiting",
         "stream.checkpoint_interval_s",
+        "stream.max_event_bytes",
+        "stream.max_request_bytes",
+        "stream.max_bundle_bytes",
+        "stream.partitioning",
+        "stream.dead_letter_payload_bytes",
+        "stream.retry_backoff_max_s",
     }
 )
 

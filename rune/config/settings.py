@@ -74,6 +74,28 @@ class Kafka(_Section):
         1, ge=1, le=32, description="replicas of topics RUNE creates (3 on a production cluster)"
     )
     isolation_level: Literal["read_uncommitted", "read_committed"] = "read_uncommitted"
+    linger_ms: float = Field(1.0, ge=0, le=900_000, description="producer batching delay")
+    batch_bytes: int = Field(1_000_000, ge=1, description="largest produce batch (batch.size)")
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    delivery_timeout_ms: int = Field(
+        0, ge=0, description="give up on a record after this long; 0: never (wait for the broker)"
+    )
+    request_timeout_ms: int = Field(15_000, ge=100, description="broker request timeout")
+    fetch_queue_kbytes: int = Field(
+        16_384, ge=1, description="records prefetched per reader (queued.max.messages.kbytes)"
+    )
+    exactly_once: bool = Field(
+        False, description="decisions and request offsets commit in one Kafka transaction"
+    )
+    transactional_id: str = Field(
+        "", description="stable id of this instance's transactional producer; empty: derived"
+    )
+    transaction_timeout_ms: int = Field(30_000, ge=1000, le=900_000)
+    librdkafka: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="further librdkafka properties for every client (TLS, SASL...); "
+        "values are secrets (masked wherever settings are shown)",
+    )
 
 
 class Topics(_Section):
@@ -83,6 +105,7 @@ class Topics(_Section):
     decisions: str = "rune.decisions"
     changes: str = "rune.changes"
     dlq: str = "rune.dlq"
+    state: str = "rune.state"
 
     @model_validator(mode="after")
     def _distinct(self) -> Topics:
@@ -107,6 +130,26 @@ class Stream(_Section):
         True,
         description="after catch-up and bundle swaps, freeze the heap so the cyclic GC "
         "never rescans the views",
+    )
+    max_event_bytes: int = Field(
+        1 << 20, ge=1024, description="larger fact/entity records are dead-lettered"
+    )
+    max_request_bytes: int = Field(
+        256 * 1024, ge=1024, description="larger requests are denied unread"
+    )
+    max_bundle_bytes: int = Field(
+        4 << 20, ge=1024, description="larger policy bundles are rejected"
+    )
+    partitioning: Literal["default", "any"] = Field(
+        "default",
+        description="'default': a fact record must be in the partition Kafka's default "
+        "partitioner gives its key; 'any': no check",
+    )
+    dead_letter_payload_bytes: int = Field(
+        64 * 1024, ge=0, description="key and value bytes kept in a dead letter"
+    )
+    retry_backoff_max_s: float = Field(
+        5.0, gt=0, description="longest wait between retries of a failed delivery"
     )
 
 

@@ -1,8 +1,8 @@
 """An in-process log with Kafka's semantics: partitions, offsets, keys, tombstones, groups.
 
 Used by ``rune run`` without ``--kafka`` and by unit tests. Records live in memory; a produce
-is acknowledged when it returns. Records are placed by key (CRC32 of the key modulo the
-partition count) or round-robin without a key, like Kafka's default partitioner in spirit.
+is acknowledged when it returns. Records are placed by key as Kafka's default partitioner
+does (murmur2 of the key modulo the partition count) or round-robin without a key.
 A consumer group here has one member, which gets every partition of the topic. Compaction is
 not simulated (a compacted topic keeps all records; readers see the same final state).
 """
@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from rune.connectors.base import ConnectorError, Outgoing, Position, Record, TopicSpec
+from rune.connectors.base import (
+    TP,
+    ConnectorError,
+    NeverFails,
+    Outgoing,
+    Position,
+    Reader,
+    Record,
+    TopicSpec,
+)
+from rune.connectors.partitioner import default_partition
 
 __all__ = ["EmbeddedLog", "EmbeddedReader"]
 
 
-class EmbeddedLog:
+class EmbeddedLog(NeverFails):
     def __init__(self) -> None:
         self._topics: dict[str, list[list[Record]]] = {}
         self._configs: dict[str, dict[str, str]] = {}
@@ -34,6 +43,9 @@ class EmbeddedLog:
 
     async def close(self) -> None:
         return None
+
+    def available(self) -> bool:
+        return True
 
     async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
         for spec in specs:
@@ -56,11 +68,21 @@ class EmbeddedLog:
     async def end_offsets(self, topics: Sequence[str]) -> dict[tuple[str, int], int]:
         return {(t, p): len(part) for t in topics for p, part in enumerate(self._partitions(t))}
 
-    async def assign(self, topics: Sequence[str]) -> EmbeddedReader:
+    async def partitions(self, topic: str) -> list[int]:
+        return list(range(len(self._partitions(topic))))
+
+    async def assign(self, topics: Sequence[str], *, batch: int = 0) -> EmbeddedReader:
         start = {(t, p): 0 for t in topics for p in range(len(self._partitions(t)))}
         return EmbeddedReader(self, start, group=None)
 
-    async def subscribe(self, topic: str, group: str) -> EmbeddedReader:
+    async def subscribe(
+        self,
+        topic: str,
+        group: str,
+        *,
+        batch: int = 0,
+        on_revoke: Callable[[list[TP]], None] | None = None,
+    ) -> EmbeddedReader:
         start = {
             (topic, p): self._committed.get((group, topic, p), 0)
             for p in range(len(self._partitions(topic)))
@@ -69,6 +91,19 @@ class EmbeddedLog:
 
     async def produce(self, records: Sequence[Outgoing]) -> list[Position]:
         return [self.append(r) for r in records]
+
+    async def send(self, records: Sequence[Outgoing]) -> None:
+        await self.produce(records)
+
+    @property
+    def transactional(self) -> bool:
+        return True  # one process, one step: produce and commit cannot be torn apart
+
+    async def produce_committing(
+        self, records: Sequence[Outgoing], reader: Reader, offsets: Mapping[TP, int]
+    ) -> None:
+        await self.produce(records)
+        await reader.commit(offsets)
 
     # -- in-process helpers ------------------------------------------------------------------
 
@@ -79,7 +114,7 @@ class EmbeddedLog:
                 raise ConnectorError(f"{out.topic} has no partition {out.partition}")
             p = out.partition
         elif out.key is not None:
-            p = zlib.crc32(out.key) % len(parts)
+            p = default_partition(out.key, len(parts))
         else:
             p, self._rr = self._rr % len(parts), self._rr + 1
         part = parts[p]

@@ -22,7 +22,6 @@ from rune.policies.errors import PolicyError, StaleBundleError
 from rune.policies.requests import parse_request
 from rune.streams.consistency import Token, TokenError, parse_token, wait_for_token
 from rune.streams.keys import event_key
-from rune.streams.serve import encode_decision
 
 __all__ = ["routes"]
 
@@ -101,6 +100,13 @@ async def authorize(request: web.Request) -> web.Response:
     ctx = rt.ctx
     s = rt.settings
     items, single = await _items(request, rt, "requests")
+    if ctx.authorizer.policy_version is None:
+        raise HttpError(
+            503,
+            "no_bundle",
+            "no policy bundle is active: every decision would be a deny; post one to /v1/bundles",
+            headers={"Retry-After": "1"},
+        )
     ingested = frozenset({s.topics.facts, s.topics.policies})
     tokens: list[Token] = []
     checked: list[dict[str, Any]] = []
@@ -121,23 +127,20 @@ async def authorize(request: web.Request) -> web.Response:
             where = _where(single, i, exc.location)
             raise HttpError(422, "invalid_request", exc.message, where) from None
         checked.append(req)
-    stale = None
+    az = ctx.authorizer
     if tokens:
         token = _merge(tokens)
         if not await wait_for_token(ctx, token, s.stream.token_wait_s):
             stale = f"stale view: token {token} not applied in {s.stream.token_wait_s}s"
-    decisions = ctx.authorizer.check_batch(checked)
-    if stale is not None:
-        for d in decisions:
-            d.update(decision="deny", reasons=[], errors=[], error=stale)
-        ctx.stats.stale += len(decisions)
-    ctx.audit.decided(checked, decisions, "http")
-    topic = s.topics.decisions
-    await ctx.log.produce(
-        [Outgoing(topic, d["id"].encode(), encode_decision(d)) for d in decisions]
-    )
-    ctx.stats.decisions += len(decisions)
-    return _json(decisions[0] if single else decisions)
+            ctx.stats.stale += len(checked)
+            decisions = [az.refuse(req, stale) for req in checked]
+        else:
+            decisions = az.decide_batch(checked)
+    else:
+        decisions = az.decide_batch(checked)
+    shaped = await rt.service.outbox.publish(checked, decisions, "http")
+    body = [d.to_json() for d in shaped]
+    return _json(body[0] if single else body)
 
 
 def _wait_param(request: web.Request, rt: Runtime) -> bool:

@@ -50,6 +50,8 @@ async def ready(request: web.Request) -> web.Response:
         return _json({"status": "catching_up", **body}, 503)
     if az.policy_version is None:
         return _json({"status": "no_bundle", **body}, 503)
+    if not ctx.log.available():
+        return _json({"status": "log_unavailable", **body}, 503)
     return _json({"status": "ready", **body})
 
 

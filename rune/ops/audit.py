@@ -22,6 +22,7 @@ import structlog
 
 from rune.config import Logging
 from rune.ops.metrics import Metrics
+from rune.policies.decision import Decision
 
 __all__ = ["Audit", "Pseudonymizer"]
 
@@ -94,27 +95,27 @@ class Audit:
         self.pseudonymizer = Pseudonymizer(key) if cfg.pseudonymize else None
 
     def decided(
-        self, requests: Sequence[Any], decisions: list[dict[str, Any]], source: str
-    ) -> None:
-        """Count, log and shape ``decisions`` (in place); ``requests[i]`` is the raw request
-        ``decisions[i]`` answers."""
+        self, requests: Sequence[Any], decisions: Sequence[Decision], source: str
+    ) -> list[Decision]:
+        """Count and log ``decisions``; return them shaped for the record (pseudonyms, the
+        request's uids), as new values. ``requests[i]`` is the raw request ``decisions[i]``
+        answers."""
         cfg = self.cfg
-        m = self.metrics
         log_all = cfg.decisions == "all"
         log_deny = cfg.decisions == "deny"
         pseudo = self.pseudonymizer
+        shape = cfg.include_request or pseudo is not None
         children = self._children
+        out: list[Decision] = []
         for raw, d in zip(requests, decisions, strict=True):
-            outcome = d["decision"]
+            outcome = "allow" if d.allowed else "deny"
             child = children.get((outcome, source))
             if child is None:
-                child = children[(outcome, source)] = (
-                    m.requests.labels(outcome, source),
-                    m.latency.labels(source),
-                )
+                child = children[(outcome, source)] = self._instruments(outcome, source)
             child[0].inc()
-            child[1].observe(d["latency_us"] / 1e6)
-            if not (cfg.include_request or pseudo or log_all or (log_deny and outcome == "deny")):
+            child[1].observe(d.latency_us / 1e6)
+            if not (shape or log_all or (log_deny and not d.allowed)):
+                out.append(d)
                 continue
             req = raw if isinstance(raw, Mapping) else {}
             principal = _uid(req.get("principal"))
@@ -122,22 +123,33 @@ class Audit:
             resource = _uid(req.get("resource"))
             if pseudo is not None and principal is not None:
                 t, i = principal["type"], principal["id"]
-                for name in ("explanation", "error", "reasons", "errors"):
-                    if name in d:
-                        d[name] = pseudo.scrub(d[name], t, i)
+                d = d._replace(
+                    reasons=tuple(pseudo.scrub(list(d.reasons), t, i)),
+                    errors=tuple(pseudo.scrub(list(d.errors), t, i)),
+                    error=pseudo.scrub(d.error, t, i),
+                    explanation=pseudo.scrub(d.explanation, t, i),
+                )
                 principal = {"type": t, "id": pseudo.pseudonym(t, i)}
             if cfg.include_request:
-                d["request"] = {"principal": principal, "action": action, "resource": resource}
-            if log_all or (log_deny and outcome == "deny"):
+                d = d._replace(
+                    request={"principal": principal, "action": action, "resource": resource}
+                )
+            out.append(d)
+            if log_all or (log_deny and not d.allowed):
                 self._log.info(
                     "decision",
-                    request_id=d.get("id"),
+                    request_id=d.id,
                     principal=principal,
                     action=action,
                     resource=resource,
                     decision=outcome,
-                    latency_us=d["latency_us"],
-                    policy_version=d.get("policy_version"),
+                    latency_us=d.latency_us,
+                    policy_version=d.policy_version,
                     source=source,
-                    error=d.get("error"),
+                    error=d.error,
                 )
+        return out
+
+    def _instruments(self, outcome: str, source: str) -> tuple[Any, Any]:
+        m = self.metrics
+        return m.requests.labels(outcome, source), m.latency.labels(source)

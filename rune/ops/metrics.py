@@ -50,6 +50,7 @@ class ServiceView:
     stats: Callable[[], Mapping[str, int]]
     dead_letters: Callable[[], Mapping[str, int]]
     ready: Callable[[], bool]
+    log_available: Callable[[], bool] = lambda: True
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
     """Records behind the log end per ``(topic, partition)``, refreshed before each scrape."""
 
@@ -62,6 +63,7 @@ _STAT_COUNTERS: Final = {
     "bundles_rejected": "Policy bundles rejected (the previous one stayed active)",
     "stale": "Requests denied because their consistency token was not reached in time",
     "changes_published": "Changefeed records published",
+    "dead_letters_skipped": "Dead letters not published again when a restart replayed them",
 }
 
 
@@ -126,9 +128,14 @@ class _ServiceCollector(Collector):
         if az.policy_version is not None:
             version.add_metric([], az.policy_version)
         yield version
-        ready = GaugeMetricFamily("rune_ready", "1 once caught up with a bundle active")
+        ready = GaugeMetricFamily(
+            "rune_ready", "1 once caught up with a bundle active and the log reachable"
+        )
         ready.add_metric([], 1 if v.ready() else 0)
         yield ready
+        up = GaugeMetricFamily("log_available", "1 while the log (Kafka) is reachable")
+        up.add_metric([], 1 if v.log_available() else 0)
+        yield up
 
 
 class Metrics:
@@ -171,6 +178,17 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "rate_limited", "HTTP requests refused with 429 by the per-client limit", registry=r
+        )
+        self.internal_errors = Counter(
+            "internal_errors",
+            "Faults contained to one record (a bug: the record is dead-lettered or denied)",
+            ["stage"],
+            registry=r,
+        )
+        self.delivery_retries = Counter(
+            "delivery_retries",
+            "Records produced again after a failed or aborted delivery",
+            registry=r,
         )
         self.reloads = Counter(
             "config_reloads", "Settings reloads (SIGHUP, /admin/reload)", ["result"], registry=r

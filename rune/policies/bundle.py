@@ -25,9 +25,20 @@ from rune.policies.errors import BundleError
 from rune.policies.uids import kind
 from rune.policies.views import Views
 
-__all__ = ["MAX_BUNDLE_CHARS", "Bundle", "compile_bundle", "datalog_source"]
+__all__ = [
+    "MAX_BUNDLE_CHARS",
+    "MAX_BUNDLE_DEPTH",
+    "Bundle",
+    "compile_bundle",
+    "datalog_source",
+    "json_depth",
+]
 
 MAX_BUNDLE_CHARS: Final = 16 * 1024 * 1024
+MAX_BUNDLE_DEPTH: Final = 128
+"""Deepest nesting of a bundle's JSON (Cedar JSON policies and schemas nest; beyond this,
+encoders and Cedar's parser would fail on recursion limits)."""
+VERSION_MAX: Final = 2**63 - 1
 _FIELDS: Final = frozenset({"version", "datalog", "cedar", "schema", "name", "description"})
 
 
@@ -72,6 +83,8 @@ def compile_bundle(raw: object, compile_datalog: Callable[[str], Views]) -> Bund
     version = raw.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         raise BundleError(f"'version' must be a non-negative integer, got {version!r}", "version")
+    if version > VERSION_MAX:
+        raise BundleError(f"'version' must be at most 2**63-1, got {version}", "version")
     datalog = raw.get("datalog", "")
     if not isinstance(datalog, str):
         raise BundleError(f"'datalog' must be a string, got {kind(datalog)}", "datalog")
@@ -85,6 +98,10 @@ def compile_bundle(raw: object, compile_datalog: Callable[[str], Views]) -> Bund
         )
     if len(datalog) + (len(cedar) if isinstance(cedar, str) else 0) > MAX_BUNDLE_CHARS:
         raise BundleError(f"bundle larger than {MAX_BUNDLE_CHARS} characters")
+    for name in ("cedar", "schema"):
+        depth = json_depth(raw.get(name), MAX_BUNDLE_DEPTH)
+        if depth > MAX_BUNDLE_DEPTH:
+            raise BundleError(f"'{name}' nests deeper than {MAX_BUNDLE_DEPTH} levels", name)
 
     schema = _schema(schema_src)
     policies, est = _policies(cedar)
@@ -93,6 +110,23 @@ def compile_bundle(raw: object, compile_datalog: Callable[[str], Views]) -> Bund
     info, literals = policy_info(est)
     _check_datalog(datalog, compile_datalog)
     return Bundle(version, datalog, cedar, schema_src, policies, schema, info, frozenset(literals))
+
+
+def json_depth(value: object, limit: int) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), counted up to ``limit + 1``
+    (iterative: a deep value cannot exhaust Python's recursion)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            depth += 1
+            if depth > limit:
+                return depth
+            deepest = max(deepest, depth)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth) for child in children)
+    return deepest
 
 
 def _schema(src: str | dict[str, object] | None) -> cedarpy.Schema | None:

@@ -12,25 +12,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 
 from rune.authorizer import Authorizer
 from rune.config import Settings
-from rune.connectors.base import Log, TopicSpec
+from rune.connectors.base import ConnectorError, FatalLogError, Log, TopicSpec
 from rune.ops.audit import Audit
 from rune.ops.metrics import Metrics, ServiceView
 from rune.streams import heap
+from rune.streams.bundles import BundleStage
 from rune.streams.changefeed import Changefeed
 from rune.streams.context import Context
+from rune.streams.dlq import DeadLetters
 from rune.streams.errors import StartupError
 from rune.streams.ingest import Ingest
+from rune.streams.outbox import Outbox
+from rune.streams.retry import Backoff
 from rune.streams.serve import Serve
+from rune.streams.state import ServiceState
 
-__all__ = ["Service", "build_authorizer", "topic_specs"]
+__all__ = ["Service", "build_authorizer", "kafka_log", "topic_specs"]
 
 _log = structlog.get_logger("rune.service")
+T = TypeVar("T")
+
+
+class _Stopped(Exception):
+    """``stop()`` was called while waiting for the log to come back."""
+
 
 COMPACT = {"cleanup.policy": "compact"}
 
@@ -49,7 +61,34 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.decisions, n, durable, rf),
         TopicSpec(t.changes, n, compact, rf),
         TopicSpec(t.dlq, 1, durable, rf),
+        TopicSpec(t.state, 1, compact, rf),
     ]
+
+
+def kafka_log(
+    settings: Settings, *, instance: str = "", notice: Callable[[str], None] | None = None
+) -> Log:
+    """The Kafka log of ``settings`` (``instance`` tells workers on one host apart)."""
+    from rune.connectors.kafka import KafkaLog, KafkaOptions
+
+    k = settings.kafka
+    options = KafkaOptions(
+        bootstrap=k.bootstrap,
+        client_id=k.client_id,
+        isolation_level=k.isolation_level,
+        linger_ms=k.linger_ms,
+        batch_bytes=k.batch_bytes,
+        compression=k.compression,
+        delivery_timeout_ms=k.delivery_timeout_ms,
+        request_timeout_ms=k.request_timeout_ms,
+        fetch_queue_kbytes=k.fetch_queue_kbytes,
+        exactly_once=k.exactly_once,
+        transactional_id=k.transactional_id,
+        instance=instance,
+        transaction_timeout_ms=k.transaction_timeout_ms,
+        librdkafka={name: v.get_secret_value() for name, v in k.librdkafka.items()},
+    )
+    return KafkaLog(options, notice=notice)
 
 
 def build_authorizer(settings: Settings) -> Authorizer:
@@ -98,17 +137,29 @@ class Service:
                     if isinstance(value := getattr(ctx.stats, name), int)
                 },
                 lambda: ctx.stats.dead_letter_stages,
-                lambda: (
-                    ctx.ready.is_set()
-                    and az.policy_version is not None
-                    and not ctx.stopping.is_set()
-                ),
+                lambda: self.ready,
+                log.available,
             )
         )
-        self.ingest = Ingest(self.ctx)
-        self.serve = Serve(self.ctx)
-        self.changefeed = Changefeed(self.ctx)
+        self.state = ServiceState(ctx)
+        self.outbox = Outbox(ctx)
+        self.dead_letters = DeadLetters(ctx, self.state)
+        self.bundles = BundleStage(ctx, self.state)
+        self.ingest = Ingest(ctx, self.bundles, self.dead_letters)
+        self.serve = Serve(ctx, self.outbox, self.dead_letters)
+        self.changefeed = Changefeed(ctx)
         self.ingest.on_changes.append(self.changefeed.on_changes)
+
+    @property
+    def ready(self) -> bool:
+        """Caught up, a bundle active, the log reachable, not stopping."""
+        ctx = self.ctx
+        return (
+            ctx.ready.is_set()
+            and ctx.authorizer.policy_version is not None
+            and not ctx.stopping.is_set()
+            and ctx.log.available()
+        )
 
     def stop(self) -> None:
         self.ctx.stopping.set()
@@ -147,31 +198,70 @@ class Service:
     async def run(self, *, until_idle: bool = False, require_bundle: bool = False) -> None:
         """Run until ``stop()``; ``until_idle``: also stop once every record present is
         handled (embedded runs over files). ``require_bundle``: fail at readiness when no
-        valid bundle is active."""
+        valid bundle is active.
+
+        A log that cannot be reached is waited for (with backoff, not ready meanwhile);
+        a fatal log error (:class:`~rune.connectors.base.FatalLogError`) stops the service
+        and is raised."""
         ctx = self.ctx
-        await ctx.log.start()
         try:
-            await ctx.log.ensure_topics(topic_specs(ctx.settings))
-            await self._run(until_idle, require_bundle)
+            await self._retry("starting the log client", ctx.log.start)
+            await self._retry(
+                "creating the topics", lambda: ctx.log.ensure_topics(topic_specs(ctx.settings))
+            )
+            main = asyncio.create_task(self._run(until_idle, require_bundle), name="rune-main")
+            fatal = asyncio.create_task(ctx.log.failed(), name="rune-log-watch")
+            done, _ = await asyncio.wait([main, fatal], return_when="FIRST_COMPLETED")
+            if fatal in done:
+                ctx.stopping.set()
+                ctx.progress.set()
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(main, ctx.settings.stream.shutdown_timeout_s)
+                raise fatal.result()
+            fatal.cancel()
+            await main  # re-raises its failure
+        except _Stopped:
+            return
         finally:
             await ctx.log.close()
 
+    async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``await call()`` until it succeeds; a :class:`ConnectorError` that is not fatal
+        is waited out with backoff (the service is not ready meanwhile)."""
+        ctx = self.ctx
+        backoff = Backoff(ctx.settings.stream.retry_backoff_max_s)
+        while True:
+            if ctx.stopping.is_set():
+                raise _Stopped
+            try:
+                return await call()
+            except FatalLogError:
+                raise
+            except ConnectorError as exc:
+                ctx.notice(f"waiting for the log ({what}): {exc}")
+                await backoff.wait(ctx.stopping)
+
     async def _run(self, until_idle: bool, require_bundle: bool) -> None:
         ctx = self.ctx
-        await self.ingest.open()
+        restored = await self._retry("reading the state topic", self.state.restore)
+        self.dead_letters.replayed = dict(restored.dead_lettered)
+        await self.bundles.restore(restored)
+        await self._retry("opening the ingest reader", self.ingest.open)
         try:
-            ends = await ctx.log.end_offsets(self.ingest.topics)
+            ends = await self._retry(
+                "reading end offsets", lambda: ctx.log.end_offsets(self.ingest.topics)
+            )
             while not self.ingest.caught_up(ends) and not ctx.stopping.is_set():
                 await self.ingest.poll()
             if ctx.stopping.is_set():
                 return
             if require_bundle and ctx.authorizer.policy_version is None:
                 raise StartupError(ctx.last_rejection or "no policy bundle")
-            await self.changefeed.go_live()
+            await self._retry("reconciling the changefeed", self.changefeed.go_live)
             if ctx.settings.stream.gc_freeze:
                 _log.debug("heap settled", seconds=round(heap.settle(), 3))
             ctx.ready.set()
-            await self.serve.open()
+            await self._retry("opening the request reader", self.serve.open)
             try:
                 await self._serve(until_idle)
             finally:
@@ -218,9 +308,17 @@ class Service:
         for task in [*tasks, wait_task]:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
-        if not pending:
-            await self.serve.serve_waiting()
-        await self.serve.drain()  # every decision acknowledged, the last offsets committed
+        timeout = ctx.settings.stream.shutdown_timeout_s
+        try:
+            if not pending:
+                await asyncio.wait_for(self.serve.serve_waiting(), timeout)
+            # every decision acknowledged, the last offsets committed
+            await asyncio.wait_for(self.serve.drain(), timeout)
+        except TimeoutError:
+            ctx.notice(
+                "stopped with decisions not acknowledged by the log: their requests stay "
+                "uncommitted and are answered after a restart"
+            )
 
     async def _idle(self) -> bool:
         ctx = self.ctx

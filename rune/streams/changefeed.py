@@ -25,6 +25,7 @@ import orjson
 from rune.connectors.base import Outgoing
 from rune.ivm.values import EntityRef
 from rune.streams.context import Context
+from rune.streams.outbox import Outbox
 
 __all__ = ["CHECKPOINT_KEY", "Changefeed", "tuple_key"]
 
@@ -80,7 +81,7 @@ class Changefeed:
                 self._mirror[key] = value
                 out.append(Outgoing(topic, key, value))
         if out:
-            await self.ctx.log.produce(out)
+            await Outbox(self.ctx).deliver(out)
             self.ctx.stats.changes_published += len(out)
 
     async def _publish_diff(
@@ -90,7 +91,7 @@ class Changefeed:
         out = [Outgoing(topic, k, None) for k in published if k not in current]
         out += [Outgoing(topic, k, v) for k, v in current.items() if published.get(k) != v]
         if out:
-            await self.ctx.log.produce(out)
+            await Outbox(self.ctx).deliver(out)
             self.ctx.stats.changes_published += len(out)
         self._mirror = current
 
@@ -109,7 +110,7 @@ class Changefeed:
         log = self.ctx.log
         topic = self.ctx.settings.topics.changes
         ends = await log.end_offsets([topic])
-        reader = await log.assign([topic])
+        reader = await log.assign([topic], batch=10_000)
         state: dict[bytes, bytes] = {}
         try:
             while True:
@@ -154,7 +155,7 @@ class Changefeed:
                 "ts_ms": int(time.time() * 1000),
             }
         )
-        ends = await ctx.log.end_offsets([topic])
-        await ctx.log.produce([Outgoing(topic, CHECKPOINT_KEY, value, p) for _, p in ends])
+        partitions = await ctx.log.partitions(topic)
+        await Outbox(ctx).deliver([Outgoing(topic, CHECKPOINT_KEY, value, p) for p in partitions])
         ctx.stats.checkpoints += 1
         self._last_checkpoint = time.monotonic()

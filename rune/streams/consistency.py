@@ -9,7 +9,7 @@ import contextlib
 import heapq
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,16 @@ class WaitingRoom:
 
     def add(self, record: Record, request: dict[str, Any], token: Token, deadline: float) -> None:
         heapq.heappush(self._heap, Waiting(deadline, next(self._seq), record, request, token))
+
+    def drop(self, partitions: Iterable[tuple[str, int]]) -> int:
+        """Forget requests of ``partitions`` (a rebalance gave them to another instance)."""
+        gone = set(partitions)
+        keep = [w for w in self._heap if (w.record.topic, w.record.partition) not in gone]
+        dropped = len(self._heap) - len(keep)
+        if dropped:
+            heapq.heapify(keep)
+            self._heap = keep
+        return dropped
 
     def next_deadline(self) -> float | None:
         return self._heap[0].deadline if self._heap else None

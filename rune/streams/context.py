@@ -28,6 +28,8 @@ class Stats:
     decisions: int = 0
     stale: int = 0
     dead_letters: int = 0
+    dead_letters_skipped: int = 0
+    """Dead letters not published again after a restart (see ``rune.streams.dlq``)."""
     dead_letter_stages: dict[str, int] = field(default_factory=dict)
     changes_published: int = 0
     checkpoints: int = 0

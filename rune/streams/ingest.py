@@ -1,10 +1,23 @@
 """Ingest: every instance reads all partitions of the fact and policy topics (manual
 assignment), applies each fetched batch in one step and records applied offsets.
 
-One step: bundles first (in offset order), then the fact events of the batch in one
-``Authorizer.apply_batch``; if that rejects the batch, event by event so good events are kept
-and bad ones go to the dead-letter topic. Every record of the step, used or not, advances the
-watermark of its partition.
+One step: bundles first (in offset order, :mod:`rune.streams.bundles`), then the fact events
+of the batch in one ``Authorizer.apply_batch``; if that rejects the batch, event by event so
+good events are kept. Every record of the step, used or not, advances the watermark of its
+partition.
+
+What a fact record must be (else it is dead-lettered, never applied): at most
+``stream.max_event_bytes``; a JSON object that is an event of contract v1; keyed with the
+canonical key of its event (:mod:`rune.streams.keys`); in the partition Kafka's default
+partitioner gives that key (unless ``stream.partitioning = "any"``); valid for the active
+bundle.
+
+Pitfall, and the rule that answers it: a compacted topic keeps only the last record of a key.
+When a record under a well-formed fact or entity key cannot be applied, the key's earlier
+records may already be compacted away, so after a restart that record is all the topic holds
+of the key. To give the same answers before and after compaction, such a record also
+*removes* what its key names (as a tombstone would), besides being dead-lettered. A record in
+the wrong partition does not: the key's state lives in its own partition.
 """
 
 from __future__ import annotations
@@ -16,16 +29,17 @@ from typing import Any
 import orjson
 
 from rune.connectors.base import Reader, Record
+from rune.connectors.partitioner import default_partition
 from rune.errors import RuneError
-from rune.streams import dlq, heap
+from rune.streams import heap
+from rune.streams.bundles import BundleStage
 from rune.streams.context import Context
+from rune.streams.dlq import DeadLetters, Letter
 from rune.streams.errors import DecodeError
-from rune.streams.keys import tombstone_event
-from rune.streams.policy import apply_bundles
+from rune.streams.faults import contained
+from rune.streams.keys import event_key, keys_match, tombstone_event
 
 __all__ = ["Ingest", "decode_event"]
-
-Dead = list[tuple[Record, str, str]]
 
 
 def decode_event(record: Record) -> dict[str, Any]:
@@ -42,12 +56,15 @@ def decode_event(record: Record) -> dict[str, Any]:
 
 
 class Ingest:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, bundles: BundleStage, dead_letters: DeadLetters) -> None:
         self.ctx = ctx
+        self.bundles = bundles
+        self.dead_letters = dead_letters
         self.on_changes: list[Any] = []
-        """Callables ``f(changes)`` run after each applied step (the changefeed)."""
+        """Callables ``f(changes, resync)`` run after each applied step (the changefeed)."""
         self.positions: dict[tuple[str, int], int] = {}
         self._reader: Reader | None = None
+        self._fact_partitions = 1
 
     @property
     def topics(self) -> list[str]:
@@ -55,12 +72,15 @@ class Ingest:
         return [t.facts, t.policies]
 
     async def open(self) -> None:
-        self._reader = await self.ctx.log.assign(self.topics)
+        ctx = self.ctx
+        self._fact_partitions = len(await ctx.log.partitions(ctx.settings.topics.facts))
+        self._reader = await ctx.log.assign(self.topics, batch=ctx.settings.stream.ingest_batch)
         self.positions = await self._reader.positions()
 
     async def close(self) -> None:
         if self._reader is not None:
-            await self._reader.close()
+            reader, self._reader = self._reader, None
+            await reader.close()
 
     async def poll(self) -> int:
         """Fetch one batch and apply it; returns the number of records."""
@@ -77,60 +97,152 @@ class Ingest:
 
     async def step(self, records: list[Record]) -> None:
         ctx = self.ctx
-        policies = [r for r in records if r.topic == ctx.settings.topics.policies]
-        facts = [r for r in records if r.topic != ctx.settings.topics.policies]
-        loaded = ctx.stats.bundles_loaded
-        timer = ctx.metrics.datalog_time
-        dead: Dead = []
+        policy_topic = ctx.settings.topics.policies
+        policies = [r for r in records if r.topic == policy_topic]
+        facts = [r for r in records if r.topic != policy_topic]
+        dead: list[Letter] = []
+        resync = False
         if policies:
             start = time.perf_counter()
-            dead = apply_bundles(ctx, policies)
-            timer.labels("bundle").observe(time.perf_counter() - start)
-        resync = ctx.stats.bundles_loaded != loaded
+            resync, rejected = await self.bundles.apply(policies)
+            dead.extend(rejected)
+            ctx.metrics.datalog_time.labels("bundle").observe(time.perf_counter() - start)
         if resync and ctx.ready.is_set() and ctx.settings.stream.gc_freeze:
             heap.settle()  # the old views are garbage now, cycles included
-        good: list[tuple[Record, dict[str, Any]]] = []
+        events: list[tuple[Record, dict[str, Any], bool]] = []
         for record in facts:
             try:
-                good.append((record, decode_event(record)))
-            except DecodeError as exc:
-                ctx.stats.records_undecodable += 1
-                dead.append((record, "ingest", str(exc)))
+                event, error = self._event(record)
+            except Exception as exc:  # a bug: contained to this record
+                event, error = _removal(record.key), contained(ctx, "ingest", record.where, exc)
+            if error is not None:
+                dead.append((record, "ingest", error))
+            if event is not None:
+                events.append((record, event, error is not None))
         start = time.perf_counter()
-        changes = self._apply(good, dead)
-        if good:
-            timer.labels("events").observe(time.perf_counter() - start)
+        changes = self._apply(events, dead)
+        if events:
+            ctx.metrics.datalog_time.labels("events").observe(time.perf_counter() - start)
         az = ctx.authorizer
         for record in records:
             az.advance_watermark(record.topic, record.partition, record.offset)
         for callback in self.on_changes:
             await callback(changes, resync)
-        await dlq.publish(ctx, dead)
+        await self.dead_letters.publish(dead, checkpoint=True)
         ctx.stepped()
 
-    def _apply(self, good: list[tuple[Record, dict[str, Any]]], dead: Dead) -> dict[str, Any]:
-        if not good:
+    def _event(self, record: Record) -> tuple[dict[str, Any] | None, str | None]:
+        """The event to apply for ``record`` and the error to dead-letter it with (either
+        may be None)."""
+        ctx = self.ctx
+        key, value = record.key, record.value
+        if value is None:
+            if key is None:
+                ctx.stats.records_undecodable += 1
+                return None, "tombstone without a key"
+            misplaced = self._misplaced(record, key)
+            if misplaced is not None:
+                return None, misplaced
+            try:
+                return tombstone_event(key), None
+            except DecodeError as exc:
+                ctx.stats.records_undecodable += 1
+                return None, f"tombstone: {exc}"
+        limit = ctx.settings.stream.max_event_bytes
+        if len(value) > limit:
+            ctx.stats.records_undecodable += 1
+            return _removal(key), f"record of {len(value)} bytes exceeds {limit} bytes"
+        try:
+            event = decode_event(record)
+            expected = event_key(event)
+        except DecodeError as exc:
+            ctx.stats.records_undecodable += 1
+            return _removal(key), str(exc)
+        if key is None:
+            ctx.stats.records_undecodable += 1
+            return None, "a fact record needs the canonical key of its event (it has none)"
+        misplaced = self._misplaced(record, key)
+        if misplaced is not None:
+            return None, misplaced
+        if not keys_match(key, expected):
+            ctx.stats.records_undecodable += 1
+            shown = key[:200].decode("utf-8", "replace")
+            return _removal(key), (
+                f"record key {shown!r} is not the key of its event "
+                f"{expected[:200].decode('utf-8', 'replace')!r}"
+            )
+        return event, None
+
+    def _misplaced(self, record: Record, key: bytes) -> str | None:
+        """Why ``record`` is not in its key's partition (None when it is, or unchecked)."""
+        n = self._fact_partitions
+        if self.ctx.settings.stream.partitioning != "default" or n < 2:
+            return None
+        home = default_partition(key, n)
+        if home == record.partition:
+            return None
+        self.ctx.stats.records_undecodable += 1
+        return (
+            f"record in partition {record.partition}, but Kafka's default partitioner puts "
+            f"its key in partition {home} (see stream.partitioning)"
+        )
+
+    def _apply(
+        self, events: list[tuple[Record, dict[str, Any], bool]], dead: list[Letter]
+    ) -> dict[str, Any]:
+        """Apply ``(record, event, removal)`` items: ``removal`` marks the removal standing
+        for a dead-lettered record (best effort: its failure is not reported again)."""
+        if not events:
             return {}
         az = self.ctx.authorizer
         stats = self.ctx.stats
         try:
-            changes = dict(az.apply_batch([e for _, e in good]))
-            stats.events_applied += len(good)
+            changes = dict(az.apply_batch([e for _, e, _ in events]))
+            stats.events_applied += sum(1 for _, _, removal in events if not removal)
             return changes
         except RuneError:
             pass
-        merged: dict[str, Any] = {}
-        for record, event in good:
+        except Exception as exc:  # a bug: fall back to one by one, which contains it
+            contained(self.ctx, "ingest", events[0][0].where, exc)
+        merged: dict[str, list[Any]] = {}
+        for record, event, removal in events:
             try:
                 one = az.apply(event)
-            except RuneError as exc:
+            except Exception as exc:
+                if removal:
+                    continue  # nothing the engine accepts to remove
                 stats.events_rejected += 1
-                dead.append((record, "ingest", f"event rejected: {exc}"))
-                continue
-            stats.events_applied += 1
+                if isinstance(exc, RuneError):
+                    error = f"event rejected: {exc}"
+                else:
+                    error = contained(self.ctx, "ingest", record.where, exc)
+                dead.append((record, "ingest", error))
+                one = self._remove(record)
+            else:
+                stats.events_applied += 0 if removal else 1
             for rel, change in one.items():
                 merged.setdefault(rel, []).append(change)
         return {rel: _Net(chs) for rel, chs in merged.items()}
+
+    def _remove(self, record: Record) -> Mapping[str, Any]:
+        """Apply the removal a rejected record's key names (see the module doc)."""
+        removal = _removal(record.key)
+        if removal is None:
+            return {}
+        try:
+            return self.ctx.authorizer.apply(removal)
+        except Exception:  # nothing to remove that the engine accepts
+            return {}
+
+
+def _removal(key: bytes | None) -> dict[str, Any] | None:
+    """The retract/delete event a well-formed record key names (None for other keys)."""
+    if key is None:
+        return None
+    try:
+        return tombstone_event(key)
+    except DecodeError:
+        return None
 
 
 class _Net:
@@ -152,3 +264,6 @@ class _Net:
                     added.add(row)
         self.added = frozenset(added)
         self.removed = frozenset(removed)
+
+    def __len__(self) -> int:
+        return len(self.added) + len(self.removed)

@@ -3,10 +3,15 @@
 - a fact ``[rel, a1, ..., an]`` has the key ``f:`` + canonical JSON of the list;
 - an entity has the key ``e:`` + canonical JSON of its uid ``{"id": I, "type": T}``.
 
-Canonical JSON: no spaces, object keys sorted, entity references as ``{"id": I, "type": T}``
-(Cedar's ``{"__entity": {...}}`` form is normalized). A tombstone (null value) with a fact key
-retracts the fact; with an entity key it deletes the entity. Producers should send the key of
-:func:`event_key` with every event; a retraction may be sent as a tombstone.
+Canonical JSON (what orjson writes with sorted keys): UTF-8 with no ASCII escaping (``"é"``,
+not ``"\u00e9"``; only ``"``, ``\\`` and control characters are escaped, as ``\"``,
+``\\``, ``\n``, ``\u001f``...), no spaces, object keys sorted, entity references as
+``{"id": I, "type": T}`` (Cedar's ``{"__entity": {...}}`` form is normalized). A tombstone
+(null value) with a fact key retracts the fact; with an entity key it deletes the entity.
+
+Ingest requires every record to carry the key of its event (:func:`keys_match` compares them
+by meaning, so a producer whose JSON escapes differently is not refused); a record keyed
+otherwise is dead-lettered, never applied. A retraction may be sent as a tombstone.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import orjson
 
 from rune.streams.errors import DecodeError
 
-__all__ = ["event_key", "tombstone_event"]
+__all__ = ["event_key", "keys_match", "tombstone_event"]
 
 
 def _norm(value: Any) -> Any:
@@ -65,3 +70,21 @@ def tombstone_event(key: bytes | None) -> dict[str, Any]:
     if kind == b"e:" and isinstance(parsed, dict):
         return {"op": "delete", "entity": {"uid": parsed}}
     raise DecodeError("tombstone key is neither f:<fact> nor e:<uid>")
+
+
+def keys_match(key: bytes, expected: bytes) -> bool:
+    """Whether record key ``key`` names the same fact or entity as the canonical ``expected``
+    (equal bytes, or the same JSON value once escapes and entity forms are normalized)."""
+    if key == expected:
+        return True
+    if key[:2] != expected[:2]:
+        return False
+    try:
+        mine = orjson.loads(key[2:])
+    except orjson.JSONDecodeError:
+        return False
+    if isinstance(mine, list):
+        mine = [_norm(v) for v in mine]
+    elif isinstance(mine, dict):
+        mine = _norm(mine)
+    return _canon(mine) == expected[2:]

@@ -394,7 +394,7 @@ async def test_size_limits_rate_limit_reload_error_and_internal_error(
         def boom(*_: Any) -> Any:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(h.server.service.ctx.authorizer, "check_batch", boom)
+        monkeypatch.setattr(h.server.service.ctx.authorizer, "decide_batch", boom)
         await call(h, "POST", "/v1/authorize", 500, request("a", "r", "d"))
         monkeypatch.undo()
         # the calls so far took tokens; empty the bucket (burst 12)
@@ -584,6 +584,7 @@ def test_asyncapi_channels_are_the_topics_of_the_settings() -> None:
         "rune.decisions",
         "rune.changes",
         "rune.dlq",
+        "rune.state",
     }
     by_address = {ch["address"]: ch for ch in ASYNCAPI["channels"].values()}
     for spec in topic_specs(settings):

@@ -28,6 +28,7 @@ async def make_topics(kafka_topics: TopicFactory, partitions: int = 2) -> Topics
         decisions=await kafka_topics(partitions=partitions, prefix="decisions"),
         changes=await kafka_topics(partitions=partitions, configs=COMPACT, prefix="changes"),
         dlq=await kafka_topics(partitions=1, prefix="dlq"),
+        state=await kafka_topics(partitions=1, configs=COMPACT, prefix="state"),
     )
 
 

@@ -15,10 +15,11 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from click.testing import CliRunner, Result
 
 from rune.cli import main
+from rune.config import Topics
 
-ROLES = ("facts", "policies", "requests", "decisions", "changes", "dlq")
-COMPACTED = {"facts", "policies", "changes"}
-SINGLE_PARTITION = {"policies", "dlq"}
+ROLES = tuple(Topics.model_fields)
+COMPACTED = {"facts", "policies", "changes", "state"}
+SINGLE_PARTITION = {"policies", "dlq", "state"}
 UNKNOWN_TOPIC_OR_PARTITION = 3
 
 
@@ -91,7 +92,7 @@ async def test_create_makes_every_topic_with_partitions_and_compaction(
 
     result = await invoke("topics", "create", "--kafka", kafka_bootstrap, "--config", str(config))
     assert result.exit_code == 0, result.output
-    assert "6 topic(s) created, 0 existed" in result.stderr
+    assert f"{len(ROLES)} topic(s) created, 0 existed" in result.stderr
 
     state = await describe(kafka_admin, list(names.values()))
     expected = {
@@ -121,7 +122,7 @@ async def test_create_twice_is_fine_and_bootstrap_comes_from_the_config_file(
 
     second = await invoke("topics", "create", "--config", str(config))
     assert second.exit_code == 0, second.output
-    assert "0 topic(s) created, 6 existed" in second.stderr
+    assert f"0 topic(s) created, {len(ROLES)} existed" in second.stderr
     assert "warning" not in second.stderr
     assert await describe(kafka_admin, list(names.values())) == after_first
     rows = [line for line in second.stdout.splitlines() if "rune-test.topics-cli." in line]

@@ -18,13 +18,14 @@ from rune.http.limits import RateLimiter
 from rune.ops.audit import Audit, Pseudonymizer
 from rune.ops.logs import configure_logging
 from rune.ops.metrics import Metrics
+from rune.policies.decision import Decision
 
 KEY = "k" * 32
 ALICE = {"type": "User", "id": "alice"}
 
 
-def decision(outcome: str = "allow", **more: Any) -> dict[str, Any]:
-    return {"id": "r1", "decision": outcome, "reasons": [], "errors": [], "latency_us": 40, **more}
+def decision(outcome: str = "allow", **more: Any) -> Decision:
+    return Decision("r1", outcome == "allow", (), (), 1, {}, 40)._replace(**more)
 
 
 def req() -> dict[str, Any]:
@@ -36,14 +37,19 @@ def req() -> dict[str, Any]:
     }
 
 
-def log_lines(cfg: Logging, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def audited(cfg: Logging, decisions: list[Decision]) -> tuple[list[Decision], list[Any]]:
+    """The shaped decisions and the JSON log lines of auditing ``decisions``."""
     stream = io.StringIO()
     configure_logging(cfg, stream)
     try:
-        Audit(cfg, Metrics()).decided([req()] * len(decisions), decisions, "http")
+        shaped = Audit(cfg, Metrics()).decided([req()] * len(decisions), decisions, "http")
     finally:
         configure_logging(Logging())
-    return [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    return shaped, [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def log_lines(cfg: Logging, decisions: list[Decision]) -> list[dict[str, Any]]:
+    return audited(cfg, decisions)[1]
 
 
 def test_decision_log_line_is_json_with_who_what_and_how_long() -> None:
@@ -62,18 +68,20 @@ def test_decisions_setting_filters_lines() -> None:
 
 def test_pseudonymized_principal_in_log_and_record() -> None:
     cfg = Logging(decisions="all", pseudonymize=True, pseudonym_key=KEY, include_request=True)
-    d = decision(
+    original = decision(
         "deny",
         error='User::"alice" is suspended',
         explanation={"rule": "deny", "args": [ALICE, {"type": "Doc", "id": "d1"}]},
     )
-    (line,) = log_lines(cfg, [d])
+    (shaped,), (line,) = audited(cfg, [original])
     alias = Pseudonymizer(KEY.encode()).pseudonym("User", "alice")
     assert line["principal"] == {"type": "User", "id": alias}
+    d = shaped.to_json()
     assert d["request"]["principal"] == {"type": "User", "id": alias}
     assert d["explanation"]["args"][0] == {"type": "User", "id": alias}
     assert "alice" not in orjson.dumps(d).decode() and "alice" not in orjson.dumps(line).decode()
     assert d["request"]["resource"] == {"type": "Doc", "id": "d1"}  # only the principal
+    assert "alice" in orjson.dumps(original.to_json()).decode()  # a shaped copy, not an edit
 
 
 @given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20))

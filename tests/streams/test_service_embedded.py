@@ -11,7 +11,7 @@ import orjson
 from rune.config import load_settings
 from rune.connectors.base import Outgoing
 from rune.connectors.embedded import EmbeddedLog
-from rune.streams import Service
+from rune.streams import Service, event_key
 from rune.streams.changefeed import CHECKPOINT_KEY
 from tests.streams.harness import BUNDLE, A, D, U, fact, running
 
@@ -142,7 +142,8 @@ async def test_restart_rebuilds_views_and_reconciles_changefeed() -> None:
     t1 = asyncio.create_task(s1.run())
     await s1.ctx.ready.wait()
     await log.produce([Outgoing("rune.policies", b"b", orjson.dumps(BUNDLE))])
-    await log.produce([Outgoing("rune.facts", None, orjson.dumps(fact("assert", "ok", U, A, D)))])
+    ok = fact("assert", "ok", U, A, D)
+    await log.produce([Outgoing("rune.facts", event_key(ok), orjson.dumps(ok))])
     while s1.ctx.stats.events_applied < 1:
         await asyncio.sleep(0.01)
     s1.stop()

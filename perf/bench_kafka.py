@@ -1,44 +1,58 @@
-"""Kafka end to end: decisions/s vs a bare aiokafka consume->produce echo (same run), request
--> decision latency at a fixed rate, fact -> decision freshness with consistency tokens.
+"""Kafka end to end: RUNE next to a bare confluent-kafka echo and a bare aiokafka echo, one
+broker, one librdkafka load generator, interleaved repetitions, medians.
 
     deploy/kafka/broker start
-    python3 perf/bench_kafka.py --bootstrap 127.0.0.1:9092 [--requests 20000] [--rate 5000]
+    python3 perf/bench_kafka.py --bootstrap 127.0.0.1:9092 [--requests 20000] [--reps 3]
 
-Prints figures (DESIGN.md §6 targets beside them); asserts nothing. The service runs as
-``rune serve --kafka`` in its own process, as deployed; the echo, the load generator and the
-decision reader run in this one. Both compete for the machine's 2 cores, as a client would.
-``--in-process`` runs the service on this process's event loop instead (the layout of the
-first version of this benchmark, kept for comparison: there the load generator and the
-service also share one event loop, which inflates latency).
+Figures (DESIGN §6 targets beside them; nothing is asserted):
+
+- burst: ``--requests`` records produced at once into an idle consumer's input topic; the
+  rate is records / (when the broker appended the last output record - when the first input
+  record was sent). Output topics use ``message.timestamp.type=LogAppendTime``, so every
+  time is taken when a record is durable, never when this process gets around to reading
+  it (same clock: one machine). Contenders:
+  ``rune run --kafka`` (at-least-once), the same with ``kafka.exactly_once``, and the two
+  bare echoes of perf/echo.py. Each runs as its own process, as deployed; each repetition
+  runs every contender once, in turn, after one unmeasured warm-up burst each.
+- latency: requests at ``--rate`` per second for ``--seconds`` (after ``--warm-up-s`` at the
+  same rate), request sent -> decision appended, p50/p99; for both RUNE modes (with
+  exactly-once, a decision counts once its transaction committed: read_committed).
+- freshness: a fact produced, its acknowledgement's offset as the consistency token of a
+  request sent right after; fact sent -> decision appended, p50/p99. (Timestamps are
+  milliseconds: figures are +-1 ms.)
+
+The last line of stdout is one JSON object with every figure. The machine's 2 cores are
+shared by the broker, the contenders and this process, as in any single-host measurement.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
-from rune.config import Topics, load_settings
-from rune.connectors.kafka import KafkaLog
-from rune.streams import Service, event_key
+from rune.config import Topics
+from rune.streams import event_key
 
+HERE = Path(__file__).resolve().parent
 BUNDLE = {"version": 1, "datalog": "allow(P, A, R) :- ok(P, A, R).", "cedar": ""}
 A = {"type": "Action", "id": "read"}
+COMPACT = {"cleanup.policy": "compact"}
+APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 
 
 def user(i: int) -> dict[str, str]:
@@ -49,302 +63,322 @@ def doc(i: int) -> dict[str, str]:
     return {"type": "Doc", "id": f"d{i}"}
 
 
-def request(rid: str, i: int, **kw: Any) -> bytes:
+def request(rid: str, i: int, **more: Any) -> bytes:
     return orjson.dumps(
-        {
-            "id": rid,
-            "principal": user(i % 1000),
-            "action": A,
-            "resource": doc(i % 1000),
-            "context": {},
-            **kw,
-        }
+        {"id": rid, "principal": user(i % 1000), "action": A, "resource": doc(i % 1000),
+         "context": {}, **more}
+    )  # fmt: skip
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+# -- topics and clients -------------------------------------------------------------------
+
+
+def rune_topics(tag: str) -> Topics:
+    return Topics(**{role: f"bench.{tag}.{role}" for role in Topics.model_fields})
+
+
+def create_topics(bootstrap: str, specs: dict[str, tuple[int, dict[str, str]]]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(name, parts, 1, config=cfg) for name, (parts, cfg) in specs.items()]
     )
+    for future in futures.values():
+        future.result(30)
 
 
-async def topics(bootstrap: str, partitions: int) -> Topics:
-    tag = uuid.uuid4().hex[:8]
-    t = Topics(**{role: f"bench.{tag}.{role}" for role in Topics.model_fields})
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    compact = {"cleanup.policy": "compact"}
-    await admin.create_topics(
-        [
-            NewTopic(t.facts, partitions, 1, topic_configs=compact),
-            NewTopic(t.policies, 1, 1, topic_configs=compact),
-            NewTopic(t.requests, partitions, 1),
-            NewTopic(t.decisions, partitions, 1),
-            NewTopic(t.changes, partitions, 1, topic_configs=compact),
-            NewTopic(t.dlq, 1, 1),
-            NewTopic(f"bench.{tag}.echo-in", partitions, 1),
-            NewTopic(f"bench.{tag}.echo-out", partitions, 1),
-        ]
-    )
-    await admin.close()
-    return t
+def load_producer(bootstrap: str) -> Producer:
+    """The load generator (librdkafka, as a client service would produce)."""
+    return Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all",
+         "partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000}
+    )  # fmt: skip
 
 
-async def produce_all(producer: AIOKafkaProducer, topic: str, values: list[bytes]) -> None:
-    futures = [await producer.send(topic, v) for v in values]
-    await asyncio.gather(*futures)
+def produce_all(producer: Producer, topic: str, values: list[bytes]) -> None:
+    for v in values:
+        while True:
+            try:
+                producer.produce(topic, v)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    producer.flush(60)
 
 
-async def echo(bootstrap: str, src: str, dst: str, n: int) -> float:
-    consumer = AIOKafkaConsumer(
-        src,
-        bootstrap_servers=bootstrap,
-        group_id=f"echo-{src}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2
-    )
-    await consumer.start()
-    await producer.start()
-    done = 0
-    start = time.perf_counter()
-    while done < n:
-        batches = await consumer.getmany(timeout_ms=100, max_records=1000)
-        futures = [
-            await producer.send(dst, r.value, key=r.key) for rs in batches.values() for r in rs
-        ]
-        await asyncio.gather(*futures)
-        if futures:
-            await consumer.commit()
-        done += len(futures)
-    elapsed = time.perf_counter() - start
-    await consumer.stop()
-    await producer.stop()
-    return n / elapsed
+class Reader:
+    """Reads a topic from its current end in a thread; ``arrivals`` maps an id to when its
+    record was read and ``stamps`` to the record's timestamp (ms)."""
+
+    def __init__(self, bootstrap: str, topic: str, *, committed_only: bool = False) -> None:
+        self.consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": f"bench-reader-{uuid.uuid4().hex}",
+             "enable.auto.commit": False,
+             "isolation.level": "read_committed" if committed_only else "read_uncommitted"}
+        )  # fmt: skip
+        meta = self.consumer.list_topics(topic, timeout=10)
+        parts = []
+        for p in meta.topics[topic].partitions:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            parts.append(TopicPartition(topic, p, high))
+        self.consumer.assign(parts)
+        self.arrivals: dict[str, float] = {}
+        self.stamps: dict[str, int] = {}
+        self.duplicates = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            first = self.consumer.poll(0.05)
+            if first is None:
+                continue
+            now = time.perf_counter()
+            for m in [first, *self.consumer.consume(10_000, 0)]:
+                if m.error() is not None or m.value() is None:
+                    continue
+                rid = record_id(m.value())
+                if rid in self.arrivals:
+                    self.duplicates += 1
+                    continue
+                self.arrivals[rid] = now
+                self.stamps[rid] = m.timestamp()[1]
+
+    def wait_for(self, ids: set[str], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not ids <= self.arrivals.keys():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.consumer.close()
 
 
-async def main(args: argparse.Namespace) -> None:
-    bs = args.bootstrap
-    t = await topics(bs, args.partitions)
-    tag = t.facts.split(".")[1]
-    producer = AIOKafkaProducer(bootstrap_servers=bs, acks="all", linger_ms=args.client_linger_ms)
-    await producer.start()
-    await producer.send_and_wait(t.policies, orjson.dumps(BUNDLE), key=b"b")
-    facts = [{"op": "assert", "fact": ["ok", user(i), A, doc(i)]} for i in range(1000)]
-    futures = [await producer.send(t.facts, orjson.dumps(f), key=event_key(f)) for f in facts]
-    await asyncio.gather(*futures)
-
-    n = args.requests
-    values = [request(f"t{i}", i) for i in range(n)]
-    await produce_all(producer, f"bench.{tag}.echo-in", values)
-    echo_rate = await echo(bs, f"bench.{tag}.echo-in", f"bench.{tag}.echo-out", n)
-
-    await produce_all(producer, t.requests, values)
-    async with running_service(args, t, tag) as decided:
-        start = time.perf_counter()
-        while await decided() < n:
-            await asyncio.sleep(0.005)
-        rune_rate = n / (time.perf_counter() - start)
-        print(
-            f"throughput: echo {echo_rate:,.0f} msg/s, rune {rune_rate:,.0f} decisions/s, "
-            f"ratio {rune_rate / echo_rate:.2f} (target >= 0.7)"
-        )
-        await measure_latency(args, t, tag, producer)
-    await producer.stop()
+def record_id(value: bytes) -> str:
+    """The id of a decision, or of an echoed request (both carry ``"id"``)."""
+    return str(orjson.loads(value)["id"])
 
 
-@contextlib.asynccontextmanager
-async def running_service(args: argparse.Namespace, t: Topics, tag: str) -> AsyncIterator[Any]:
-    """The service, ready; yields an async ``decided()`` giving the decisions made so far."""
-    settings = {
-        "kafka": {"bootstrap": args.bootstrap, "group_id": f"bench-{tag}"},
-        "topics": t.model_dump(),
-        "logging": {"decisions": "none"},
-        "server": {"rate_limit_per_s": 0},
+# -- contenders -----------------------------------------------------------------------------
+
+
+class Contender:
+    def __init__(self, name: str, source: str, sink: str, argv: list[str], env: dict[str, str],
+                 committed_only: bool = False) -> None:  # fmt: skip
+        self.name, self.source, self.sink = name, source, sink
+        self.argv, self.env, self.committed_only = argv, env, committed_only
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = Path(tempfile.gettempdir()) / f"bench_kafka.{name}.log"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv, env={**os.environ, **self.env}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def rune_contender(name: str, bootstrap: str, t: Topics, exactly_once: bool) -> Contender:
+    env = {
+        "RUNE_KAFKA__BOOTSTRAP": bootstrap,
+        "RUNE_KAFKA__GROUP_ID": f"bench-{name}-{t.requests}",
+        "RUNE_KAFKA__EXACTLY_ONCE": "true" if exactly_once else "false",
+        "RUNE_KAFKA__TRANSACTIONAL_ID": f"bench-{name}-{uuid.uuid4().hex[:8]}",
+        "RUNE_LOGGING__DECISIONS": "none",
+        "RUNE_LOGGING__LEVEL": "warning",
     }
-    if args.in_process:
-        svc = Service(load_settings(None, settings), KafkaLog(args.bootstrap), notice=print)
-        task = asyncio.create_task(svc.run())
-        await svc.ctx.ready.wait()
-
-        async def decided_here() -> int:
-            return svc.ctx.stats.decisions
-
-        try:
-            yield decided_here
-        finally:
-            svc.stop()
-            await task
-        return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ}
-    for section, values in settings.items():
-        for key, value in values.items():
-            env[f"RUNE_{section.upper()}__{key.upper()}"] = str(value)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rune.cli", "serve", "--port", str(port)],
-        env=env,
-        stderr=open(args.service_log, "wb") if args.service_log else subprocess.DEVNULL,  # noqa: SIM115
-    )
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-
-        async def decided_there() -> int:
-            async with http.get(f"{url}/metrics") as resp:
-                text = await resp.text()
-            return int(
-                sum(
-                    float(line.rsplit(" ", 1)[1])
-                    for line in text.splitlines()
-                    if line.startswith("authorization_requests_total{")
-                )
-            )
-
-        try:
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit(f"rune serve exited with {proc.returncode}")
-                with contextlib.suppress(aiohttp.ClientConnectionError):
-                    async with http.get(f"{url}/health/ready") as resp:
-                        if resp.status == 200:
-                            break
-                await asyncio.sleep(0.05)
-            spy = None
-            if args.profile:  # sample the service during the throughput phase
-                spy = subprocess.Popen(
-                    [
-                        *("py-spy", "record", "-p", str(proc.pid), "-f", "raw", "-r", "500"),
-                        *("--nonblocking", "-o", args.profile),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                await asyncio.sleep(0.5)  # let it attach
-            yield decided_there
-        finally:
-            if spy is not None and spy.poll() is None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(30)
-            proc.terminate()
-            proc.wait(30)
+    for role, topic in t.model_dump().items():
+        env[f"RUNE_TOPICS__{role.upper()}"] = topic
+    argv = [sys.executable, "-m", "rune.cli", "run", "--kafka", bootstrap]
+    return Contender(name, t.requests, t.decisions, argv, env, committed_only=exactly_once)
 
 
-async def measure_latency(
-    args: argparse.Namespace, t: Topics, tag: str, producer: AIOKafkaProducer
-) -> None:
-    bs = args.bootstrap
+def echo_contender(client: str, bootstrap: str, source: str, sink: str) -> Contender:
+    argv = [sys.executable, str(HERE / "echo.py"), "--client", client, "--bootstrap", bootstrap,
+            "--source", source, "--sink", sink]  # fmt: skip
+    return Contender(f"{client} echo", source, sink, argv, {})
 
-    # latency at a fixed rate, and freshness with tokens
-    sent: dict[str, float] = {}
-    got: dict[str, float] = {}
-    reader = AIOKafkaConsumer(
-        t.decisions,
-        bootstrap_servers=bs,
-        auto_offset_reset="latest",
-        group_id=f"bench-reader-{tag}",
-    )
-    await reader.start()
-    while not reader.assignment():
-        await reader.getmany(timeout_ms=100)
-    for tp in reader.assignment():  # resolve "latest" now, not on the first decision
-        await reader.position(tp)
 
-    async def collect(stop: asyncio.Event) -> None:
-        while not stop.is_set() or len(got) < len(sent):
-            for rs in (await reader.getmany(timeout_ms=50)).values():
-                now = time.perf_counter()
-                for r in rs:
-                    rid = orjson.loads(r.value)["id"]
-                    if rid in sent:
-                        got.setdefault(rid, now)
-            if stop.is_set() and time.perf_counter() > stop_at + 10:
-                return
+@contextmanager
+def running(contenders: list[Contender], bootstrap: str, producer: Producer) -> Iterator[None]:
+    for c in contenders:
+        c.start()
+    try:
+        for c in contenders:  # ready: a probe answered
+            reader = Reader(bootstrap, c.sink, committed_only=c.committed_only)
+            probe = f"probe-{uuid.uuid4().hex[:8]}"
+            produce_all(producer, c.source, [request(probe, 0)])
+            if not reader.wait_for({probe}, 120):
+                raise SystemExit(f"{c.name} did not answer a probe; see {c.log}")
+            reader.close()
+        yield
+    finally:
+        for c in contenders:
+            c.stop()
 
-    stop = asyncio.Event()
-    stop_at = float("inf")
-    collector = asyncio.create_task(collect(stop))
-    warm = int(args.rate * args.warm_up_s)  # same rate, not measured: idle -> busy transition
-    total = int(args.rate * args.seconds)
+
+def burst(c: Contender, bootstrap: str, producer: Producer, n: int, tag: str) -> float:
+    """Records per second through ``c`` for a burst of ``n`` (client timestamps)."""
+    reader = Reader(bootstrap, c.sink, committed_only=c.committed_only)
+    ids = [f"{tag}-{i}" for i in range(n)]
+    start_ms = time.time() * 1000
+    produce_all(producer, c.source, [request(rid, i) for i, rid in enumerate(ids)])
+    ok = reader.wait_for(set(ids), 300)
+    reader.close()
+    if not ok:
+        raise SystemExit(f"{c.name}: burst {tag} not fully answered; see {c.log}")
+    last = max(reader.stamps[rid] for rid in ids)
+    return n / max((last - start_ms) / 1000, 1e-6)
+
+
+def latency(c: Contender, bootstrap: str, producer: Producer, rate: int, seconds: float,
+            warm_s: float) -> dict[str, float]:  # fmt: skip
+    reader = Reader(bootstrap, c.sink, committed_only=c.committed_only)
+    sent: dict[str, float] = {}  # ms since the epoch
+    warm = int(rate * warm_s)
+    total = int(rate * seconds)
+    tag = uuid.uuid4().hex[:6]
     start = time.perf_counter()
     for i in range(-warm, total):
-        delay = start + (i + warm) / args.rate - time.perf_counter()
+        delay = start + (i + warm) / rate - time.perf_counter()
         if delay > 0:
-            await asyncio.sleep(delay)
-        rid = f"l{i}" if i >= 0 else f"w{-i}"
+            time.sleep(delay)
+        rid = f"l{tag}-{i}"
         if i >= 0:
-            sent[rid] = time.perf_counter()
-        await producer.send(t.requests, request(rid, i))
-    t0 = start + warm / args.rate  # the measured window starts here
-    await producer.flush()
-    # freshness: a fact change, then a request with its token
-    fresh: list[str] = []
-    for i in range(args.fresh):
-        f = {"op": "assert", "fact": ["ok", user(5000 + i), A, doc(5000 + i)]}
-        sent_at = time.perf_counter()
-        meta = await producer.send_and_wait(t.facts, orjson.dumps(f), key=event_key(f))
-        rid = f"f{i}"
-        sent[rid] = sent_at
-        fresh.append(rid)
-        token = {"at_least": {t.facts: {str(meta.partition): meta.offset}}}
-        await producer.send(t.requests, request(rid, 5000 + i, consistency=token))
-        await asyncio.sleep(1 / args.fresh_rate)
-    stop_at = time.perf_counter()
-    stop.set()
-    await collector
-    lat = sorted((got[k] - sent[k]) * 1000 for k in sent if k.startswith("l") and k in got)
-    if args.timeline:  # p99 per quarter second of sending: are slow requests clustered?
-        windows: dict[int, list[float]] = {}
-        for k in sent:
-            if k.startswith("l") and k in got:
-                windows.setdefault(int((sent[k] - t0) * 4), []).append((got[k] - sent[k]) * 1e3)
-        first = [f"{(got[f'l{i}'] - sent[f'l{i}']) * 1e3:.0f}" for i in range(0, 40, 2)]
-        print("  first requests (ms):", " ".join(first))
+            sent[rid] = time.time() * 1000
+        producer.produce(c.source, request(rid, i))
+        producer.poll(0)
+    producer.flush(30)
+    reader.wait_for(set(sent), 60)
+    reader.close()
+    lat = [reader.stamps[k] - sent[k] for k in sent if k in reader.stamps]
+    return {"answered": len(lat) / max(total, 1), "p50_ms": pct(lat, 0.5),
+            "p99_ms": pct(lat, 0.99)}  # fmt: skip
+
+
+def freshness(c: Contender, bootstrap: str, t: Topics, n: int, rate: float) -> dict[str, float]:
+    reader = Reader(bootstrap, c.sink, committed_only=c.committed_only)
+    producer = load_producer(bootstrap)
+    sent: dict[str, float] = {}  # ms since the epoch
+    tag = uuid.uuid4().hex[:6]
+    for i in range(n):
+        fact = {"op": "assert", "fact": ["ok", user(5000 + i), A, doc(5000 + i)]}
+        acked: list[Any] = []
+        t0 = time.time() * 1000
+        producer.produce(t.facts, orjson.dumps(fact), event_key(fact),
+                         on_delivery=lambda err, msg, box=acked: box.append(msg))  # fmt: skip
+        producer.flush(10)
+        msg = acked[-1]
+        token = {"at_least": {t.facts: {str(msg.partition()): msg.offset()}}}
+        rid = f"f{tag}-{i}"
+        sent[rid] = t0
+        producer.produce(t.requests, request(rid, 5000 + i, consistency=token))
+        producer.poll(0)
+        time.sleep(1 / rate)
+    producer.flush(10)
+    reader.wait_for(set(sent), 30)
+    reader.close()
+    fr = [reader.stamps[k] - sent[k] for k in sent if k in reader.stamps]
+    return {"answered": len(fr) / max(n, 1), "p50_ms": pct(fr, 0.5), "p99_ms": pct(fr, 0.99)}
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def seed(producer: Producer, t: Topics) -> None:
+    producer.produce(t.policies, orjson.dumps(BUNDLE), b"default")
+    for i in range(1000):
+        f = {"op": "assert", "fact": ["ok", user(i), A, doc(i)]}
+        producer.produce(t.facts, orjson.dumps(f), event_key(f))
+    producer.flush(30)
+
+
+def main(args: argparse.Namespace) -> None:
+    bs = args.bootstrap
+    tag = uuid.uuid4().hex[:8]
+    alo, eos = rune_topics(f"{tag}.alo"), rune_topics(f"{tag}.eos")
+    specs: dict[str, tuple[int, dict[str, str]]] = {}
+    for t in (alo, eos):
+        for role, name in t.model_dump().items():
+            single = role in ("policies", "dlq", "state")
+            compact = role in ("facts", "policies", "changes", "state")
+            config = COMPACT if compact else APPEND_TIME if role == "decisions" else {}
+            specs[name] = (1 if single else args.partitions, config)
+    echo_topics = {f"bench.{tag}.{c}.{d}": (args.partitions, APPEND_TIME if d == "out" else {})
+                   for c in ("confluent", "aiokafka") for d in ("in", "out")}  # fmt: skip
+    create_topics(bs, {**specs, **echo_topics})
+    producer = load_producer(bs)
+    seed(producer, alo)
+    seed(producer, eos)
+    contenders = [
+        echo_contender("confluent", bs, f"bench.{tag}.confluent.in", f"bench.{tag}.confluent.out"),
+        echo_contender("aiokafka", bs, f"bench.{tag}.aiokafka.in", f"bench.{tag}.aiokafka.out"),
+        rune_contender("rune", bs, alo, exactly_once=False),
+        rune_contender("rune exactly-once", bs, eos, exactly_once=True),
+    ]
+    rates: dict[str, list[float]] = {c.name: [] for c in contenders}
+    figures: dict[str, Any] = {"requests": args.requests, "reps": args.reps}
+    with running(contenders, bs, producer):
+        for c in contenders:  # warm-up, unmeasured
+            burst(c, bs, producer, min(args.requests, 5000), f"warm-{uuid.uuid4().hex[:6]}")
+        for rep in range(args.reps):
+            for c in contenders:
+                rate = burst(c, bs, producer, args.requests, f"b{rep}-{uuid.uuid4().hex[:6]}")
+                rates[c.name].append(rate)
+                print(f"  rep {rep + 1}: {c.name:<18} {rate:>10,.0f} records/s", file=sys.stderr)
+        for c in contenders[2:]:
+            key = c.name.replace(" ", "_").replace("-", "_")
+            figures[f"{key}_latency"] = latency(
+                c, bs, producer, args.rate, args.seconds, args.warm_up_s
+            )
+            t = eos if "exactly" in c.name else alo
+            figures[f"{key}_freshness"] = freshness(c, bs, t, args.fresh, args.fresh_rate)
+    med = {name: statistics.median(r) for name, r in rates.items()}
+    figures["burst_median_per_s"] = med
+    figures["burst_all_per_s"] = rates
+    echo = med["confluent echo"]
+    print(f"burst of {args.requests:,} requests, median of {args.reps} interleaved runs:")
+    for name, rate in med.items():
+        print(f"  {name:<18} {rate:>10,.0f}/s  {rate / echo:5.2f} x confluent echo")
+    print("  targets: rune >= 0.7 x confluent echo (aim 0.9)")
+    for mode in ("rune", "rune_exactly_once"):
+        lat, fr = figures[f"{mode}_latency"], figures[f"{mode}_freshness"]
         print(
-            "  p99 per 250 ms:",
-            " ".join(
-                f"{max(sorted(w)[int(0.99 * len(w))], 0):.0f}" for _, w in sorted(windows.items())
-            ),
+            f"{mode}: request->decision at {args.rate:,}/s p50 {lat['p50_ms']:.1f} ms "
+            f"p99 {lat['p99_ms']:.1f} ms (target p99 <= 10); fact->decision with token "
+            f"p50 {fr['p50_ms']:.1f} ms p99 {fr['p99_ms']:.1f} ms (target p99 <= 20)"
         )
-    fr = sorted((got[k] - sent[k]) * 1000 for k in fresh if k in got)
-
-    def pct(xs: list[float], q: float) -> float:
-        return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
-
-    print(
-        f"latency at {args.rate:,}/s for {args.seconds}s: {len(lat)}/{total} answered, "
-        f"p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms (target p99 <= 10 ms)"
-    )
-    print(
-        f"freshness fact->decision with token ({len(fr)}/{len(fresh)}): p50 "
-        f"{pct(fr, 0.5):.1f} ms, p99 {pct(fr, 0.99):.1f} ms (target p99 <= 20 ms)"
-        + (f", mean {statistics.mean(fr):.1f} ms" if fr else "")
-    )
-    await reader.stop()
+    figures["ratio_rune_to_confluent_echo"] = med["rune"] / echo
+    figures["ratio_rune_exactly_once_to_confluent_echo"] = med["rune exactly-once"] / echo
+    print(orjson.dumps(figures).decode())
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
-    p.add_argument("--requests", type=int, default=20000)
+    p.add_argument("--requests", type=int, default=20_000)
+    p.add_argument("--reps", type=int, default=3)
     p.add_argument("--partitions", type=int, default=3)
     p.add_argument("--rate", type=int, default=5000)
     p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--warm-up-s", type=float, default=0.5)
     p.add_argument("--fresh", type=int, default=200)
     p.add_argument("--fresh-rate", type=float, default=200.0)
-    p.add_argument("--in-process", action="store_true", help="service on this event loop")
-    p.add_argument("--timeline", action="store_true", help="latency p99 per 250 ms window")
-    p.add_argument("--service-log", metavar="FILE", help="where the service's stderr goes")
-    p.add_argument(
-        "--profile", metavar="FILE", help="py-spy raw profile of the service (pip install py-spy)"
-    )
-    p.add_argument(
-        "--warm-up-s",
-        type=float,
-        default=0.5,
-        help="seconds of load at --rate before the measured window (its latencies are dropped)",
-    )
-    p.add_argument(
-        "--client-linger-ms",
-        type=int,
-        default=0,
-        help="linger of the load generator's producer (was 5 in the first version)",
-    )
-    asyncio.run(main(p.parse_args()))
+    main(p.parse_args())
+

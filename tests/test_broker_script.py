@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BROKER = REPO_ROOT / "deploy" / "kafka" / "broker"
@@ -98,10 +99,10 @@ def path_without(tmp_path: Path, *excluded: str) -> str:
 
 
 def test_unknown_subcommand_prints_usage_and_exits_2(broker_env: dict[str, str]) -> None:
-    result = run_broker("restart", env=broker_env)
+    result = run_broker("reboot", env=broker_env)
     assert result.returncode == 2
-    assert "unknown sub-command 'restart'" in result.stderr
-    assert "usage: deploy/kafka/broker start|stop|status" in result.stderr
+    assert "unknown sub-command 'reboot'" in result.stderr
+    assert "usage: deploy/kafka/broker start|restart|stop|status" in result.stderr
     assert result.stdout == ""
 
 
@@ -250,10 +251,23 @@ def test_start_status_restart_stop_on_its_own_port(
         assert "already running" in again.stderr
         assert java_processes_of(run_dir) == [pid]
 
+        admin = AdminClient({"bootstrap.servers": address})
+        admin.create_topics([NewTopic("kept", 1, 1)])["kept"].result(30)
+
         stop = run_broker("stop", env=broker_env)
         assert stop.returncode == 0, stop.stderr
         assert java_processes_of(run_dir) == []
         assert run_broker("status", env=broker_env).returncode == 3
+
+        restart = run_broker("restart", env=broker_env, timeout=600)  # same cluster again
+        assert restart.returncode == 0, restart.stderr
+        assert "kept" in AdminClient({"bootstrap.servers": address}).list_topics(timeout=10).topics
+        assert run_broker("stop", env=broker_env).returncode == 0
+
+        fresh = run_broker("start", env=broker_env, timeout=600)  # a new, empty cluster
+        assert fresh.returncode == 0, fresh.stderr
+        assert "kept" not in AdminClient({"bootstrap.servers": address}).list_topics(timeout=10).topics
+        assert run_broker("stop", env=broker_env).returncode == 0
     finally:
         for pid in java_processes_of(run_dir):  # only if an assertion failed midway
             os.kill(pid, signal.SIGKILL)

@@ -381,4 +381,3 @@ if __name__ == "__main__":
     p.add_argument("--fresh", type=int, default=200)
     p.add_argument("--fresh-rate", type=float, default=200.0)
     main(p.parse_args())
-

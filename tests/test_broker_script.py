@@ -266,7 +266,8 @@ def test_start_status_restart_stop_on_its_own_port(
 
         fresh = run_broker("start", env=broker_env, timeout=600)  # a new, empty cluster
         assert fresh.returncode == 0, fresh.stderr
-        assert "kept" not in AdminClient({"bootstrap.servers": address}).list_topics(timeout=10).topics
+        fresh_topics = AdminClient({"bootstrap.servers": address}).list_topics(timeout=10).topics
+        assert "kept" not in fresh_topics
         assert run_broker("stop", env=broker_env).returncode == 0
     finally:
         for pid in java_processes_of(run_dir):  # only if an assertion failed midway

@@ -54,14 +54,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     t, n, rf = settings.topics, settings.kafka.partitions, settings.kafka.replication_factor
     durable = {"min.insync.replicas": "2"} if rf >= 3 else {}
     compact = {**COMPACT, **durable}
+    # a bundle record may be as large as stream.max_bundle_bytes; the state topic keeps it too
+    bundles = {**compact, "max.message.bytes": str(settings.stream.max_bundle_bytes + 65536)}
     return [
         TopicSpec(t.facts, n, compact, rf),
-        TopicSpec(t.policies, 1, compact, rf),
+        TopicSpec(t.policies, 1, bundles, rf),
         TopicSpec(t.requests, n, durable, rf),
         TopicSpec(t.decisions, n, durable, rf),
         TopicSpec(t.changes, n, compact, rf),
         TopicSpec(t.dlq, 1, durable, rf),
-        TopicSpec(t.state, 1, compact, rf),
+        TopicSpec(t.state, 1, bundles, rf),
     ]
 
 

@@ -69,6 +69,7 @@ class KafkaOptions:
             "request.timeout.ms": self.request_timeout_ms,
             "partitioner": "murmur2_random",  # keyed records where Java clients put them
             "queue.buffering.max.messages": 500_000,
+            "message.max.bytes": 16 * 1024 * 1024,  # topics bound what they accept
             "queue.buffering.max.kbytes": 512 * 1024,
             "statistics.interval.ms": STATS_INTERVAL_MS,
             **self.librdkafka,

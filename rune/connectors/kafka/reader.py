@@ -179,7 +179,8 @@ class KafkaReader:
             if now - self._missing_since >= MISSING_TOPIC_GRACE_S:
                 self._fail(f"Kafka consumer: topic {m.topic()!r} is gone: {err.str()}")
                 return
-        self._notice(f"Kafka consumer ({m.topic()}): {err.str()}")
+        if self._state is not None:
+            self._state.on_error(err)  # noticed, at most every few seconds per kind
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

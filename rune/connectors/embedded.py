@@ -24,7 +24,8 @@ class EmbeddedLog:
         self._topics: dict[str, list[list[Record]]] = {}
         self._configs: dict[str, dict[str, str]] = {}
         self._committed: dict[tuple[str, str, int], int] = {}
-        self._changed = asyncio.Event()
+        self._changed: asyncio.Event | None = None
+        """What fetches waiting for a record wait on; an append sets and drops it."""
         self._rr = 0
 
     # -- Log ---------------------------------------------------------------------------------
@@ -84,7 +85,9 @@ class EmbeddedLog:
             p, self._rr = self._rr % len(parts), self._rr + 1
         part = parts[p]
         part.append(Record(out.topic, p, len(part), out.key, out.value, origin))
-        self._changed.set()
+        if self._changed is not None:
+            changed, self._changed = self._changed, None
+            changed.set()
         return Position(out.topic, p, len(part) - 1)
 
     def _partitions(self, topic: str) -> list[list[Record]]:
@@ -101,9 +104,13 @@ class EmbeddedLog:
         return self._committed.get((group, topic, partition))
 
     async def _wait(self, timeout_s: float) -> None:
-        self._changed.clear()
+        """Until the next append (or ``timeout_s``). Each waiter holds the event of its own
+        generation: a shared event cleared by the next waiter could lose a wakeup."""
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = asyncio.Event()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
+            await asyncio.wait_for(changed.wait(), timeout_s)
 
 
 class EmbeddedReader:

@@ -21,6 +21,7 @@ import orjson
 from rune.cli.options import load_from_flags, service_options
 from rune.config import Settings
 from rune.connectors.base import Outgoing
+from rune.connectors.embedded import Retention
 from rune.connectors.files import FileLog
 from rune.errors import RuneError
 from rune.ops.logs import configure_logging
@@ -129,7 +130,7 @@ def _run_embedded(
     requests_path: Path | None,
     decisions: IO[bytes],
 ) -> None:
-    log = FileLog()
+    log = FileLog(Retention(**settings.embedded_log.model_dump()))
     t = settings.topics
     for name in t.model_dump().values():
         log.create_topic(name, 1)  # one partition each: decisions in request order

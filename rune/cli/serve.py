@@ -121,11 +121,11 @@ def _open_log(settings: Settings, preload: tuple[Path | None, Path | None] | Non
         from rune.streams.app import kafka_log
 
         return kafka_log(settings, instance=os.environ.get(WORKER_ENV, ""))
-    from rune.connectors.embedded import EmbeddedLog
+    from rune.connectors.embedded import EmbeddedLog, Retention
     from rune.streams.app import topic_specs
     from rune.streams.keys import event_key
 
-    log = EmbeddedLog()
+    log = EmbeddedLog(Retention(**settings.embedded_log.model_dump()))
     for spec in topic_specs(settings):
         log.create_topic(spec.name, spec.partitions, spec.configs)
     if preload is None:

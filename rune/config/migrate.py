@@ -35,7 +35,7 @@ _V1_MOVES: Final[dict[str, tuple[str, str]]] = {
     "shutdown_timeout_s": ("stream", "shutdown_timeout_s"),
     "cache_entries": ("cache", "max_entries"),
 }
-_V2_ONLY: Final = frozenset({"server", "cache", "datalog", "stream", "logging"})
+_V2_ONLY: Final = frozenset({"server", "cache", "datalog", "stream", "logging", "embedded_log"})
 
 
 def migrate(doc: Mapping[str, Any], where: str = "settings") -> tuple[dict[str, Any], list[str]]:

@@ -14,6 +14,7 @@ __all__ = [
     "CURRENT_VERSION",
     "Cache",
     "Datalog",
+    "EmbeddedLogSettings",
     "Kafka",
     "Logging",
     "Server",
@@ -153,6 +154,33 @@ class Stream(_Section):
     )
 
 
+class EmbeddedLogSettings(_Section):
+    """What each partition of the embedded log keeps (no Kafka): the defaults of topics whose
+    configs do not say otherwise. ``-1`` lifts a bound."""
+
+    retention_bytes: int = Field(
+        16 << 20,
+        ge=-1,
+        description="delete-policy partitions drop their oldest segments beyond this many "
+        "bytes (key + value + ~200 bytes per record)",
+    )
+    retention_records: int = Field(100_000, ge=-1, description="... or beyond this many records")
+    retention_ms: int = Field(
+        3_600_000, ge=-1, description="... or once their last record is older than this"
+    )
+    segment_bytes: int = Field(
+        1 << 20, ge=1, description="a partition's segment rolls at this size"
+    )
+    segment_ms: int = Field(600_000, ge=1, description="... or at this age")
+    min_cleanable_dirty_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="compacted partitions are cleaned once this share of their bytes was "
+        "appended since the last pass",
+    )
+
+
 class Logging(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -188,6 +216,7 @@ class Settings(_Section):
     topics: Topics = Topics()
     stream: Stream = Stream()
     logging: Logging = Logging()
+    embedded_log: EmbeddedLogSettings = EmbeddedLogSettings()
 
     @model_validator(mode="after")
     def _workers_need_kafka(self) -> Settings:

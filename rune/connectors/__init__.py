@@ -10,7 +10,7 @@ from rune.connectors.base import (
     Record,
     TopicSpec,
 )
-from rune.connectors.embedded import EmbeddedLog
+from rune.connectors.embedded import EmbeddedLog, Retention
 from rune.connectors.files import FileLog
 
 __all__ = [
@@ -22,5 +22,6 @@ __all__ = [
     "Position",
     "Reader",
     "Record",
+    "Retention",
     "TopicSpec",
 ]

@@ -1,17 +1,48 @@
-"""An in-process log with Kafka's semantics: partitions, offsets, keys, tombstones, groups.
+"""An in-process log with Kafka's semantics: partitions, offsets, keys, tombstones, groups,
+retention and compaction.
 
-Used by ``rune run`` without ``--kafka`` and by unit tests. Records live in memory; a produce
-is acknowledged when it returns. Records are placed by key as Kafka's default partitioner
-does (murmur2 of the key modulo the partition count) or round-robin without a key.
-A consumer group here has one member, which gets every partition of the topic. Compaction is
-not simulated (a compacted topic keeps all records; readers see the same final state).
+Used by ``rune serve``/``rune run`` without Kafka and by unit tests. Records live in memory; a
+produce is acknowledged when it returns. Records are placed by key as Kafka's default
+partitioner does (murmur2 of the key modulo the partition count) or round-robin without a
+key. A consumer group here has one member, which gets every partition of the topic.
+
+Storage is Kafka's: a partition is a list of segments (rolled at ``segment.bytes`` or
+``segment.ms``), it has a log-start offset, and offsets never change meaning: removed records
+leave holes, ``end_offsets`` is the count of records ever appended, and a reader positioned
+below the start continues at the start (Kafka's ``auto.offset.reset=earliest``).
+
+- ``cleanup.policy=delete`` (the default): closed segments go, oldest first, while the
+  partition would still hold ``retention.bytes`` (or ``retention_records``) without them, or
+  once their last record is older than ``retention.ms`` -- but never a segment holding a
+  record at or after the position of an open reader, or after the committed offset of a
+  group with an open reader. The active segment always stays.
+- ``cleanup.policy=compact``: below the *cleaner point* (the lowest position of any open
+  reader, or the end when none is open) only the last record per key survives, and a
+  tombstone that is a key's last record goes too (every open reader has read it). A reader
+  opened later from the start reads exactly the current state. Records without a key (Kafka
+  refuses them in compacted topics) are kept.
+
+Both run on append, amortized: retention when a segment rolls, compaction once the bytes
+appended since the last pass reach ``min.cleanable.dirty.ratio`` of the partition (and one
+segment). Nothing runs while nothing is appended.
+
+Pitfalls: retention protects only records a reader (or a group with an open reader) has not
+consumed; records appended before any reader opens are bounded like any others (``FileLog``
+input topics therefore keep everything). Sizes count key and value plus
+:data:`RECORD_OVERHEAD`, so ``retention.bytes`` approximates memory, not Kafka's disk bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+import time
+import weakref
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from operator import itemgetter
+from typing import Any
 
 from rune.connectors.base import (
     TP,
@@ -25,15 +56,178 @@ from rune.connectors.base import (
 )
 from rune.connectors.partitioner import default_partition
 
-__all__ = ["EmbeddedLog", "EmbeddedReader"]
+__all__ = ["RECORD_OVERHEAD", "EmbeddedLog", "EmbeddedReader", "Retention"]
+
+RECORD_OVERHEAD = 200
+"""Bytes a stored record counts besides its key and value: about what its Python objects
+cost (record tuple, two bytes headers, offset, list slot), measured with tracemalloc."""
+
+_OFFSET = itemgetter(2)  # Record.offset
+_CONFIG_KEYS = {
+    "retention.bytes": "retention_bytes",
+    "retention.ms": "retention_ms",
+    "segment.bytes": "segment_bytes",
+    "segment.ms": "segment_ms",
+    "min.cleanable.dirty.ratio": "min_cleanable_dirty_ratio",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """What each partition keeps; ``-1`` means no bound. A topic's Kafka configs
+    (``retention.bytes``, ``retention.ms``, ``segment.bytes``, ``segment.ms``,
+    ``min.cleanable.dirty.ratio``) override these defaults for that topic. The defaults are
+    those of the ``[embedded_log]`` settings section."""
+
+    retention_bytes: int = 16 << 20
+    retention_records: int = 100_000
+    retention_ms: int = 3_600_000
+    segment_bytes: int = 1 << 20
+    segment_ms: int = 600_000
+    min_cleanable_dirty_ratio: float = 0.5
+
+    def unbounded(self) -> Retention:
+        """These settings without retention bounds: every record stays (compaction still
+        applies to compacted topics)."""
+        return replace(self, retention_bytes=-1, retention_records=-1, retention_ms=-1)
+
+    def with_configs(self, topic: str, configs: Mapping[str, str]) -> Retention:
+        """These defaults overridden by the Kafka keys present in ``configs``."""
+        changes: dict[str, Any] = {}
+        for key, name in _CONFIG_KEYS.items():
+            raw = configs.get(key)
+            if raw is None:
+                continue
+            try:
+                changes[name] = float(raw) if name == "min_cleanable_dirty_ratio" else int(raw)
+            except ValueError:
+                raise ConnectorError(f"{topic}: {key}={raw!r} is not a number") from None
+        return replace(self, **changes)
+
+
+def _policy(topic: str, configs: Mapping[str, str]) -> tuple[bool, bool]:
+    """(compact, delete) of ``cleanup.policy``."""
+    words = {w.strip() for w in configs.get("cleanup.policy", "delete").split(",")}
+    if not words or not words <= {"compact", "delete"}:
+        raise ConnectorError(f"{topic}: unknown cleanup.policy {configs['cleanup.policy']!r}")
+    return "compact" in words, "delete" in words
+
+
+def _size(record: Record) -> int:
+    key, value = record.key, record.value
+    return RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
+
+
+class _Segment:
+    """Records of offsets ``[base, next segment's base)``, in offset order. ``dense``: the
+    record at index i has offset ``base + i`` (no holes)."""
+
+    __slots__ = ("base", "dense", "first", "last", "records", "size")
+
+    def __init__(
+        self, base: int, records: list[Record], dense: bool, size: int, first: float, last: float
+    ) -> None:
+        self.base = base
+        self.records = records
+        self.dense = dense
+        self.size = size
+        self.first = first
+        """When the first record was appended (``segment.ms`` rolls from it)."""
+        self.last = last
+        """When the last record was appended (``retention.ms`` counts from it)."""
+
+
+class _Partition:
+    __slots__ = ("bases", "count", "dirty", "end", "segments", "size", "start")
+
+    def __init__(self, now: float) -> None:
+        self.segments = [_Segment(0, [], True, 0, now, now)]
+        self.bases = [0]
+        """``segments[i].base``, for bisection."""
+        self.start = 0
+        self.end = 0
+        self.count = 0
+        self.size = 0
+        self.dirty = 0
+        """Bytes appended since the last compaction pass."""
+
+    def read(self, pos: int, limit: int, out: list[Record]) -> int:
+        """Append up to ``limit`` (> 0) stored records at or after ``pos`` to ``out``; return
+        the next position (the end once no stored record is left)."""
+        segments = self.segments
+        si = bisect_right(self.bases, pos) - 1
+        if si < 0:
+            si = 0
+        seg = segments[si]
+        if seg.dense:
+            ri = pos - seg.base if pos > seg.base else 0
+        else:
+            ri = bisect_left(seg.records, pos, key=_OFFSET)
+        while True:
+            records = seg.records
+            if ri < len(records):
+                chunk = records[ri : ri + limit]
+                out.extend(chunk)
+                limit -= len(chunk)
+                if limit == 0:
+                    return chunk[-1].offset + 1
+            si += 1
+            if si == len(segments):
+                return self.end
+            seg = segments[si]
+            ri = 0
+
+    def next_at(self, pos: int) -> int:
+        """The position a reader at ``pos`` effectively has: at least the start, and the end
+        when no stored record is left at or after it."""
+        if pos >= self.end:
+            return pos
+        for seg in reversed(self.segments):
+            if seg.records:
+                return max(pos, self.start) if seg.records[-1].offset >= pos else self.end
+        return self.end
+
+    def replace(self, segments: list[_Segment]) -> None:
+        self.segments = segments
+        self.bases = [s.base for s in segments]
+        self.start = segments[0].base
+        self.count = sum(len(s.records) for s in segments)
+        self.size = sum(s.size for s in segments)
+
+
+class _Topic:
+    __slots__ = ("compact", "configs", "delete", "name", "partitions", "retention")
+
+    def __init__(
+        self,
+        name: str,
+        partitions: int,
+        configs: Mapping[str, str],
+        defaults: Retention,
+        now: float,
+    ) -> None:
+        self.name = name
+        self.configs = dict(configs)
+        self.compact, self.delete = _policy(name, self.configs)
+        self.retention = defaults.with_configs(name, self.configs)
+        self.partitions = [_Partition(now) for _ in range(max(1, partitions))]
 
 
 class EmbeddedLog(NeverFails):
-    def __init__(self) -> None:
-        self._topics: dict[str, list[list[Record]]] = {}
-        self._configs: dict[str, dict[str, str]] = {}
+    """The in-process log. ``retention``: defaults for every topic (see :class:`Retention`);
+    ``clock``: monotonic seconds, for ``segment.ms`` and ``retention.ms`` (tests pass their
+    own)."""
+
+    def __init__(
+        self, retention: Retention | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._defaults = retention or Retention()
+        self._clock = clock
+        self._topics: dict[str, _Topic] = {}
         self._committed: dict[tuple[str, str, int], int] = {}
-        self._changed = asyncio.Event()
+        self._readers: weakref.WeakSet[EmbeddedReader] = weakref.WeakSet()
+        self._changed: asyncio.Event | None = None
+        """What fetches waiting for a record wait on; an append sets and drops it."""
         self._rr = 0
 
     # -- Log ---------------------------------------------------------------------------------
@@ -54,25 +248,56 @@ class EmbeddedLog(NeverFails):
     def create_topic(
         self, name: str, partitions: int = 1, configs: Mapping[str, str] | None = None
     ) -> None:
+        """Create ``name`` unless it exists (an existing topic keeps its partitions and
+        configs). Raises :class:`ConnectorError` on an unusable ``cleanup.policy`` or number."""
         if name not in self._topics:
-            self._topics[name] = [[] for _ in range(max(1, partitions))]
-            self._configs[name] = dict(configs or {})
+            self._topics[name] = _Topic(
+                name, partitions, configs or {}, self._defaults, self._clock()
+            )
+
+    @property
+    def defaults(self) -> Retention:
+        """The retention topics get unless their configs say otherwise."""
+        return self._defaults
+
+    def set_retention(self, name: str, retention: Retention) -> None:
+        """Replace the defaults of topic ``name`` (its own configs still override them)."""
+        topic = self._topic(name)
+        topic.retention = retention.with_configs(name, topic.configs)
+
+    def retention(self, name: str) -> Retention:
+        """The effective retention of topic ``name``."""
+        return self._topic(name).retention
 
     def topic_config(self, name: str) -> dict[str, str]:
-        return dict(self._configs[name])
+        return dict(self._topic(name).configs)
 
     def records(self, topic: str) -> list[Record]:
-        """Every record of ``topic``, partition by partition (for tests and tools)."""
-        return [r for part in self._partitions(topic) for r in part]
+        """Every stored record of ``topic``, partition by partition (for tests and tools)."""
+        return [
+            r
+            for part in self._topic(topic).partitions
+            for seg in part.segments
+            for r in seg.records
+        ]
+
+    def stored(self, topic: str) -> tuple[int, int]:
+        """Records stored in ``topic`` and the bytes they count (key + value + overhead)."""
+        parts = self._topic(topic).partitions
+        return sum(p.count for p in parts), sum(p.size for p in parts)
+
+    async def start_offsets(self, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        """Log-start offset of every partition of ``topics`` (Kafka's beginning offsets)."""
+        return {(t, p): part.start for t in topics for p, part in self._parts(t)}
 
     async def end_offsets(self, topics: Sequence[str]) -> dict[tuple[str, int], int]:
-        return {(t, p): len(part) for t in topics for p, part in enumerate(self._partitions(t))}
+        return {(t, p): part.end for t in topics for p, part in self._parts(t)}
 
     async def partitions(self, topic: str) -> list[int]:
-        return list(range(len(self._partitions(topic))))
+        return list(range(len(self._topic(topic).partitions)))
 
     async def assign(self, topics: Sequence[str], *, batch: int = 0) -> EmbeddedReader:
-        start = {(t, p): 0 for t in topics for p in range(len(self._partitions(t)))}
+        start = {(t, p): part.start for t in topics for p, part in self._parts(t)}
         return EmbeddedReader(self, start, group=None)
 
     async def subscribe(
@@ -84,13 +309,14 @@ class EmbeddedLog(NeverFails):
         on_revoke: Callable[[list[TP]], None] | None = None,
     ) -> EmbeddedReader:
         start = {
-            (topic, p): self._committed.get((group, topic, p), 0)
-            for p in range(len(self._partitions(topic)))
+            (topic, p): max(self._committed.get((group, topic, p), 0), part.start)
+            for p, part in self._parts(topic)
         }
         return EmbeddedReader(self, start, group=group)
 
     async def produce(self, records: Sequence[Outgoing]) -> list[Position]:
-        return [self.append(r) for r in records]
+        now = self._clock()
+        return [self._append(r, None, now) for r in records]
 
     async def send(self, records: Sequence[Outgoing]) -> None:
         await self.produce(records)
@@ -108,7 +334,27 @@ class EmbeddedLog(NeverFails):
     # -- in-process helpers ------------------------------------------------------------------
 
     def append(self, out: Outgoing, origin: str | None = None) -> Position:
-        parts = self._partitions(out.topic)
+        """Append one record now (``origin`` names where it came from, e.g. ``file:line``)."""
+        return self._append(out, origin, self._clock())
+
+    def clean(self, topics: Iterable[str] | None = None) -> None:
+        """Run compaction and retention on ``topics`` (default: all) now, whatever the dirty
+        ratio; the active segment of a delete-policy partition still stays."""
+        now = self._clock()
+        for name in list(self._topics) if topics is None else topics:
+            topic = self._topic(name)
+            for p, part in enumerate(topic.partitions):
+                if topic.compact:
+                    self._compact(topic, p, part, now)
+                if topic.delete:
+                    self._retain(topic, p, part, now)
+
+    def committed(self, group: str, topic: str, partition: int) -> int | None:
+        return self._committed.get((group, topic, partition))
+
+    def _append(self, out: Outgoing, origin: str | None, now: float) -> Position:
+        topic = self._topic(out.topic)
+        parts = topic.partitions
         if out.partition is not None:
             if not 0 <= out.partition < len(parts):
                 raise ConnectorError(f"{out.topic} has no partition {out.partition}")
@@ -118,46 +364,187 @@ class EmbeddedLog(NeverFails):
         else:
             p, self._rr = self._rr % len(parts), self._rr + 1
         part = parts[p]
-        part.append(Record(out.topic, p, len(part), out.key, out.value, origin))
-        self._changed.set()
-        return Position(out.topic, p, len(part) - 1)
+        # copies, to the exact size: orjson.dumps() output keeps a 4 KiB buffer alive
+        # whatever its length (and bytes(b) of exact bytes returns b itself)
+        key = None if out.key is None else b"%b" % out.key
+        value = None if out.value is None else b"%b" % out.value
+        size = RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
+        rt = topic.retention
+        seg = part.segments[-1]
+        if seg.records and (
+            seg.size + size > rt.segment_bytes or (now - seg.first) * 1000 >= rt.segment_ms
+        ):
+            seg = self._roll(topic, p, part, now)
+        elif not seg.records:
+            seg.first = now
+        offset = part.end
+        seg.records.append(Record(out.topic, p, offset, key, value, origin))
+        seg.size += size
+        seg.last = now
+        part.end = offset + 1
+        part.count += 1
+        part.size += size
+        if topic.compact:
+            part.dirty += size
+            if part.dirty >= rt.segment_bytes and part.dirty >= (
+                rt.min_cleanable_dirty_ratio * part.size
+            ):
+                self._compact(topic, p, part, now)
+        if self._changed is not None:
+            changed, self._changed = self._changed, None
+            changed.set()
+        return Position(out.topic, p, offset)
 
-    def _partitions(self, topic: str) -> list[list[Record]]:
+    def _roll(self, topic: _Topic, p: int, part: _Partition, now: float) -> _Segment:
+        seg = _Segment(part.end, [], True, 0, now, now)
+        part.segments.append(seg)
+        part.bases.append(seg.base)
+        if topic.delete:
+            self._retain(topic, p, part, now)
+        return seg
+
+    def _floor(self, topic: str, p: int, part: _Partition) -> int:
+        """The lowest offset an open reader still needs: its position, or its group's
+        committed offset when lower; the end when no reader is open."""
+        floor = part.end
+        for reader in self._readers:
+            pos = reader._pos.get((topic, p))
+            if pos is None:
+                continue
+            if reader._group is not None:
+                committed = self._committed.get((reader._group, topic, p))
+                if committed is not None and committed < pos:
+                    pos = committed
+            floor = min(floor, pos)
+        return floor
+
+    def _retain(self, topic: _Topic, p: int, part: _Partition, now: float) -> None:
+        """Drop the oldest closed segments beyond the bounds, none at or past the floor."""
+        rt = topic.retention
+        if rt.retention_bytes < 0 and rt.retention_records < 0 and rt.retention_ms < 0:
+            return
+        floor = self._floor(topic.name, p, part)
+        horizon = now - rt.retention_ms / 1000
+        segs, bases = part.segments, part.bases
+        n = 0
+        while n + 1 < len(segs) and bases[n + 1] <= floor:
+            seg = segs[n]
+            if not (
+                (rt.retention_bytes >= 0 and part.size - seg.size >= rt.retention_bytes)
+                or (
+                    rt.retention_records >= 0
+                    and part.count - len(seg.records) >= rt.retention_records
+                )
+                or (rt.retention_ms >= 0 and seg.last <= horizon)
+            ):
+                break
+            part.size -= seg.size
+            part.count -= len(seg.records)
+            n += 1
+        if n:
+            del segs[:n]
+            del bases[:n]
+            part.start = bases[0]
+
+    def _compact(self, topic: _Topic, p: int, part: _Partition, now: float) -> None:
+        """Below the cleaner point keep the last record per key (unless a tombstone) and the
+        records without a key; rewrite those into segments. O(records in the partition)."""
+        part.dirty = 0
+        cleaner = self._floor(topic.name, p, part)
+        if cleaner <= part.start:
+            return
+        segs = part.segments
+        k = bisect_right(part.bases, cleaner) - 1  # the segment holding the cleaner point
+        straddle = segs[k]
+        if straddle.dense:
+            i = min(max(cleaner - straddle.base, 0), len(straddle.records))
+        else:
+            i = bisect_left(straddle.records, cleaner, key=_OFFSET)
+        above = straddle.records[i:]
+        later = segs[k + 1 :]
+        seen: set[bytes] = set()
+        for records in (above, *(s.records for s in later)):
+            seen.update(r.key for r in records if r.key is not None)
+        kept: list[Record] = []
+        for records in (straddle.records[:i], *(s.records for s in reversed(segs[:k]))):
+            for r in reversed(records):
+                key = r.key
+                if key is None:
+                    kept.append(r)
+                elif key not in seen:
+                    seen.add(key)
+                    if r.value is not None:
+                        kept.append(r)
+        kept.reverse()
+        last = max(s.last for s in segs[: k + 1])
+        out: list[_Segment] = []
+        base, size = part.start, 0
+        chunk: list[Record] = []
+        for r in kept:
+            n = _size(r)
+            if chunk and size + n > topic.retention.segment_bytes:
+                out.append(_Segment(base, chunk, False, size, last, last))
+                base, chunk, size = r.offset, [], 0
+            chunk.append(r)
+            size += n
+        if chunk:
+            out.append(_Segment(base, chunk, False, size, last, last))
+        if above:  # the rest of the straddling segment
+            size = sum(_size(r) for r in above)
+            out.append(_Segment(cleaner, above, straddle.dense, size, straddle.first, last))
+        elif not later:  # everything was below the cleaner point: a fresh active segment
+            out.append(_Segment(part.end, [], True, 0, now, now))
+        out.extend(later)
+        if out[0].base > part.start:  # compaction keeps the log start: extend the first segment
+            out[0].base = part.start
+            out[0].dense = False
+        part.replace(out)
+
+    def _topic(self, name: str) -> _Topic:
         try:
-            return self._topics[topic]
+            return self._topics[name]
         except KeyError:
-            raise ConnectorError(f"unknown topic {topic!r}") from None
+            raise ConnectorError(f"unknown topic {name!r}") from None
+
+    def _parts(self, name: str) -> Iterable[tuple[int, _Partition]]:
+        return enumerate(self._topic(name).partitions)
 
     def _commit(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
         for (topic, p), off in offsets.items():
             self._committed[(group, topic, p)] = off
 
-    def committed(self, group: str, topic: str, partition: int) -> int | None:
-        return self._committed.get((group, topic, partition))
-
     async def _wait(self, timeout_s: float) -> None:
-        self._changed.clear()
+        """Until the next append (or ``timeout_s``). Each waiter holds the event of its own
+        generation: a shared event cleared by the next waiter could lose a wakeup."""
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = asyncio.Event()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
+            await asyncio.wait_for(changed.wait(), timeout_s)
 
 
 class EmbeddedReader:
+    """Reads its partitions from ``start``; while open, its positions (and its group's
+    committed offsets) hold retention and compaction back. Close it, or drop it: the log
+    only keeps a weak reference."""
+
     def __init__(
         self, log: EmbeddedLog, start: dict[tuple[str, int], int], group: str | None
     ) -> None:
         self._log = log
         self._pos = start
+        self._parts = [(tp, log._topic(tp[0]).partitions[tp[1]]) for tp in start]
         self._group = group
         self._closed = False
+        log._readers.add(self)
 
     def _take(self, max_records: int) -> list[Record]:
         out: list[Record] = []
-        for (topic, p), pos in self._pos.items():
-            part = self._log._partitions(topic)[p]
-            if pos < len(part) and len(out) < max_records:
-                chunk = part[pos : pos + max_records - len(out)]
-                out.extend(chunk)
-                self._pos[(topic, p)] = pos + len(chunk)
+        pos = self._pos
+        for tp, part in self._parts:
+            at = pos[tp]
+            if at < part.end and len(out) < max_records:
+                pos[tp] = part.read(at, max_records - len(out), out)
         return out
 
     async def fetch(self, max_records: int, timeout_s: float) -> list[Record]:
@@ -170,7 +557,7 @@ class EmbeddedReader:
         return out
 
     async def positions(self) -> dict[tuple[str, int], int]:
-        return dict(self._pos)
+        return {tp: part.next_at(self._pos[tp]) for tp, part in self._parts}
 
     async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         if self._group is not None:
@@ -178,3 +565,4 @@ class EmbeddedReader:
 
     async def close(self) -> None:
         self._closed = True
+        self._log._readers.discard(self)

@@ -4,6 +4,10 @@
 per non-blank line, value = the line's bytes, ``origin`` = ``name:line``; keys are derived by
 the caller, see :func:`load_jsonl`) and whose output topics are mirrored to binary streams,
 one value per line.
+
+Input topics keep every record (:meth:`load_jsonl` lifts their retention bounds): they are
+loaded before any reader opens, so nothing would protect unread records from retention.
+Output topics keep the log's retention; their sinks get every value as it is produced.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from rune.connectors.base import Outgoing, Position
-from rune.connectors.embedded import EmbeddedLog
+from rune.connectors.embedded import EmbeddedLog, Retention
 
 __all__ = ["FileLog", "KeyFn"]
 
@@ -21,12 +25,14 @@ KeyFn = Callable[[bytes], bytes | None]
 
 
 class FileLog(EmbeddedLog):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, retention: Retention | None = None) -> None:
+        super().__init__(retention)
         self._sinks: dict[str, IO[bytes]] = {}
 
     def load_jsonl(self, topic: str, stream: IO[bytes], name: str, key: KeyFn | None = None) -> int:
-        """Append each non-blank line of ``stream`` to ``topic``; returns the count."""
+        """Append each non-blank line of ``stream`` to ``topic``; returns the count. The
+        topic then keeps every record (compaction still applies to a compacted topic)."""
+        self.set_retention(topic, self.defaults.unbounded())
         count = 0
         for number, line in enumerate(stream, start=1):
             value = line.rstrip(b"\r\n")

@@ -548,7 +548,10 @@ class EmbeddedReader:
         return out
 
     async def fetch(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Records, or none after ``timeout_s``; a closed reader has none and waits out the
+        timeout (a loop over a closed reader must not spin)."""
         if self._closed:
+            await asyncio.sleep(timeout_s)
             return []
         out = self._take(max_records)
         if not out and timeout_s > 0:

@@ -22,6 +22,7 @@ from typing import Final
 import orjson
 
 from rune.ivm.values import EntityRef
+from rune.jsonbytes import dumps_kept
 from rune.policies import builtins as B
 from rune.policies.cedarjson import collect_refs
 from rune.policies.decide import Outcome, State
@@ -124,5 +125,5 @@ def _request(
     p, r = (fixed, free) if free_is_resource else (free, fixed)
     refs: set[EntityRef] = set()
     collect_refs(context, refs)
-    canon = orjson.dumps(context, option=orjson.OPT_SORT_KEYS) if context else b""
+    canon = dumps_kept(context, orjson.OPT_SORT_KEYS) if context else b""
     return Request("lookup", p, action, r, context, False, frozenset(refs), (p, action, r, canon))

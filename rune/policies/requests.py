@@ -12,6 +12,7 @@ from typing import Final, NamedTuple
 import orjson
 
 from rune.ivm.values import EntityRef
+from rune.jsonbytes import dumps_kept
 from rune.policies.cedarjson import check_value
 from rune.policies.errors import RequestError
 from rune.policies.uids import kind, parse_uid
@@ -107,6 +108,6 @@ def parse_request(
         raise RequestError(
             f"'consistency' must be an object, got {kind(consistency)}", "consistency"
         )
-    canon = orjson.dumps(context, option=orjson.OPT_SORT_KEYS) if context else b""
+    canon = dumps_kept(context, orjson.OPT_SORT_KEYS) if context else b""
     p, a, r = parts
     return Request(rid, p, a, r, context, explain, frozenset(refs), (p, a, r, canon))

@@ -24,6 +24,7 @@ import orjson
 
 from rune.connectors.base import Outgoing
 from rune.ivm.values import EntityRef
+from rune.jsonbytes import dumps_kept
 from rune.streams.context import Context
 from rune.streams.outbox import Outbox
 
@@ -37,11 +38,11 @@ def _json(v: Any) -> Any:
 
 
 def tuple_key(relation: str, row: tuple[Any, ...]) -> bytes:
-    return orjson.dumps([relation, *(_json(v) for v in row)], option=orjson.OPT_SORT_KEYS)
+    return dumps_kept([relation, *(_json(v) for v in row)], orjson.OPT_SORT_KEYS)
 
 
 def _value(relation: str, row: tuple[Any, ...]) -> bytes:
-    return orjson.dumps({"relation": relation, "tuple": [_json(v) for v in row]})
+    return dumps_kept({"relation": relation, "tuple": [_json(v) for v in row]})
 
 
 class Changefeed:

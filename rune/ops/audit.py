@@ -100,56 +100,67 @@ class Audit:
         """Count and log ``decisions``; return them shaped for the record (pseudonyms, the
         request's uids), as new values. ``requests[i]`` is the raw request ``decisions[i]``
         answers."""
+        if not decisions:
+            return []
+        m = self.metrics
+        allowed = sum(d.allowed for d in decisions)
+        if allowed:
+            self._counter("allow", source).inc(allowed)
+        if allowed < len(decisions):
+            self._counter("deny", source).inc(len(decisions) - allowed)
+        m.latency.observe_many(source, [d.latency_us / 1e6 for d in decisions])
         cfg = self.cfg
         log_all = cfg.decisions == "all"
         log_deny = cfg.decisions == "deny"
         pseudo = self.pseudonymizer
-        shape = cfg.include_request or pseudo is not None
-        children = self._children
-        out: list[Decision] = []
-        for raw, d in zip(requests, decisions, strict=True):
-            outcome = "allow" if d.allowed else "deny"
-            child = children.get((outcome, source))
-            if child is None:
-                child = children[(outcome, source)] = self._instruments(outcome, source)
-            child[0].inc()
-            child[1].observe(d.latency_us / 1e6)
-            if not (shape or log_all or (log_deny and not d.allowed)):
-                out.append(d)
-                continue
-            req = raw if isinstance(raw, Mapping) else {}
-            principal = _uid(req.get("principal"))
-            action = _uid(req.get("action"))
-            resource = _uid(req.get("resource"))
-            if pseudo is not None and principal is not None:
-                t, i = principal["type"], principal["id"]
-                d = d._replace(
-                    reasons=tuple(pseudo.scrub(list(d.reasons), t, i)),
-                    errors=tuple(pseudo.scrub(list(d.errors), t, i)),
-                    error=pseudo.scrub(d.error, t, i),
-                    explanation=pseudo.scrub(d.explanation, t, i),
-                )
-                principal = {"type": t, "id": pseudo.pseudonym(t, i)}
-            if cfg.include_request:
-                d = d._replace(
-                    request={"principal": principal, "action": action, "resource": resource}
-                )
-            out.append(d)
-            if log_all or (log_deny and not d.allowed):
-                self._log.info(
-                    "decision",
-                    request_id=d.id,
-                    principal=principal,
-                    action=action,
-                    resource=resource,
-                    decision=outcome,
-                    latency_us=d.latency_us,
-                    policy_version=d.policy_version,
-                    source=source,
-                    error=d.error,
-                )
-        return out
+        if not (cfg.include_request or pseudo is not None or log_all) and (
+            not log_deny or allowed == len(decisions)
+        ):
+            return list(decisions)
+        return [
+            self._shaped(raw, d, source, log_all or (log_deny and not d.allowed))
+            for raw, d in zip(requests, decisions, strict=True)
+        ]
 
-    def _instruments(self, outcome: str, source: str) -> tuple[Any, Any]:
-        m = self.metrics
-        return m.requests.labels(outcome, source), m.latency.labels(source)
+    def _shaped(self, raw: Any, d: Decision, source: str, log: bool) -> Decision:
+        cfg = self.cfg
+        pseudo = self.pseudonymizer
+        if not (cfg.include_request or pseudo is not None or log):
+            return d
+        req = raw if isinstance(raw, Mapping) else {}
+        principal = _uid(req.get("principal"))
+        action = _uid(req.get("action"))
+        resource = _uid(req.get("resource"))
+        if pseudo is not None and principal is not None:
+            t, i = principal["type"], principal["id"]
+            d = d._replace(
+                reasons=tuple(pseudo.scrub(list(d.reasons), t, i)),
+                errors=tuple(pseudo.scrub(list(d.errors), t, i)),
+                error=pseudo.scrub(d.error, t, i),
+                explanation=pseudo.scrub(d.explanation, t, i),
+            )
+            principal = {"type": t, "id": pseudo.pseudonym(t, i)}
+        if cfg.include_request:
+            d = d._replace(request={"principal": principal, "action": action, "resource": resource})
+        if log:
+            self._log.info(
+                "decision",
+                request_id=d.id,
+                principal=principal,
+                action=action,
+                resource=resource,
+                decision=d.decision,
+                latency_us=d.latency_us,
+                policy_version=d.policy_version,
+                source=source,
+                error=d.error,
+            )
+        return d
+
+    def _counter(self, outcome: str, source: str) -> Any:
+        child = self._children.get((outcome, source))
+        if child is None:
+            child = self._children[(outcome, source)] = self.metrics.requests.labels(
+                outcome, source
+            )
+        return child

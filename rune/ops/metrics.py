@@ -9,7 +9,8 @@ counted twice. docs/OPERATIONS.md describes every metric and the alerts built on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Final
@@ -23,13 +24,18 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from rune.authorizer import Authorizer
 
-__all__ = ["CONTENT_TYPE", "Metrics", "ServiceView"]
+__all__ = ["CONTENT_TYPE", "BatchHistogram", "Metrics", "ServiceView"]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -138,6 +144,48 @@ class _ServiceCollector(Collector):
         yield up
 
 
+class BatchHistogram(Collector):
+    """A histogram with one label, fed a batch at a time (``observe_many``): the decision
+    path observes thousands of latencies per second, and prometheus_client's ``observe``
+    takes a lock and walks the buckets per value. Exposed exactly like a ``Histogram``
+    (``_bucket``/``_count``/``_sum`` per label value). Single-threaded writers only."""
+
+    def __init__(self, name: str, doc: str, label: str, buckets: Sequence[float]) -> None:
+        self.name, self.doc, self.label = name, doc, label
+        self.bounds = list(buckets)
+        self._counts: dict[str, list[int]] = {}
+        self._sums: dict[str, float] = {}
+
+    def observe_many(self, value: str, seconds: Iterable[float]) -> None:
+        counts = self._counts.get(value)
+        if counts is None:
+            counts = self._counts[value] = [0] * (len(self.bounds) + 1)
+            self._sums[value] = 0.0
+        total = 0.0
+        bounds = self.bounds
+        for s in seconds:
+            counts[bisect_left(bounds, s)] += 1
+            total += s
+        self._sums[value] += total
+
+    def count(self, value: str) -> int:
+        return sum(self._counts.get(value, ()))
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self.name, self.doc, labels=[self.label])
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.doc, labels=[self.label])
+        for value, counts in self._counts.items():
+            running = 0
+            buckets: list[tuple[str, float]] = []
+            for bound, n in zip([*self.bounds, float("inf")], counts, strict=True):
+                running += n
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+            family.add_metric([value], buckets, self._sums[value])
+        yield family
+
+
 class Metrics:
     """The instruments of one service and its registry."""
 
@@ -149,13 +197,13 @@ class Metrics:
             ["decision", "source"],
             registry=r,
         )
-        self.latency = Histogram(
+        self.latency = BatchHistogram(
             "authorization_latency_seconds",
             "Time to decide one request inside the service (the decision's latency_us)",
-            ["source"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            "source",
+            LATENCY_BUCKETS,
         )
+        r.register(self.latency)
         self.datalog_time = Histogram(
             "datalog_evaluation_time_seconds",
             "Time the Datalog engine spent per applied ingest step or bundle load",

@@ -75,8 +75,22 @@ class Decision(NamedTuple):
 
     def encode(self, max_bytes: int = MAX_DECISION_BYTES) -> bytes:
         """The record as JSON bytes; an explanation that would make it larger than
-        ``max_bytes`` is dropped (and said so in ``error``) rather than failing the produce."""
-        raw = orjson.dumps(self._record())
+        ``max_bytes`` is dropped (and said so in ``error``) rather than failing the produce.
+
+        The plain decision (no error, explanation or request) is written from a template
+        whose ``policy_version``/``watermark`` part is shared by the decisions of a step:
+        the same bytes as ``orjson.dumps(to_json())``, at a third of the cost."""
+        if self.error is None and self.explanation is None and self.request is None:
+            raw = _PLAIN % (
+                orjson.dumps(self.id),
+                b"allow" if self.allowed else b"deny",
+                orjson.dumps(self.reasons) if self.reasons else b"[]",
+                orjson.dumps(self.errors) if self.errors else b"[]",
+                _tail(self.policy_version, self.watermark),
+                self.latency_us,
+            )
+        else:
+            raw = orjson.dumps(self._record())
         if len(raw) <= max_bytes:
             return raw
         note = f"explanation dropped: the decision would be {len(raw)} bytes"
@@ -91,3 +105,19 @@ class Decision(NamedTuple):
     def key(self) -> bytes | None:
         """The record key on the decision topic: the request id."""
         return self.id.encode() if self.id is not None else None
+
+
+_PLAIN: Final = b'{"id":%b,"decision":"%b","reasons":%b,"errors":%b,%b,"latency_us":%d}'
+_last_tail: tuple[object, object, bytes] = (None, None, b"")
+
+
+def _tail(version: int | None, watermark: Watermark) -> bytes:
+    """``"policy_version":V,"watermark":{...}``, remembered for the last watermark seen (a
+    step's decisions share one; the entry holds it, so its identity cannot be reused)."""
+    global _last_tail
+    seen_watermark, seen_version, tail = _last_tail
+    if seen_watermark is watermark and seen_version == version:
+        return tail
+    tail = b'"policy_version":%b,"watermark":%b' % (orjson.dumps(version), orjson.dumps(watermark))
+    _last_tail = (watermark, version, tail)
+    return tail

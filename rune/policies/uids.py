@@ -15,6 +15,7 @@ from rune.policies.errors import PolicyError
 __all__ = [
     "INT_MAX",
     "INT_MIN",
+    "KNOWN_TYPES",
     "MAX_ENTITY_ID_CHARS",
     "is_entity_json",
     "parse_scalar",
@@ -41,7 +42,7 @@ def is_entity_json(obj: object) -> bool:
     return isinstance(obj, dict) and len(obj) == 1 and "__entity" in obj
 
 
-_GOOD_TYPES: dict[str, bool] = {}
+KNOWN_TYPES: dict[str, bool] = {}
 """Entity types already validated (a fast path for the common case), bounded."""
 
 
@@ -53,7 +54,7 @@ def parse_uid(obj: object, where: str, error: type[PolicyError]) -> EntityRef:
         if (
             type(etype) is str
             and type(eid) is str
-            and etype in _GOOD_TYPES
+            and etype in KNOWN_TYPES
             and len(eid) <= MAX_ENTITY_ID_CHARS
         ):
             return EntityRef(etype, eid)
@@ -81,8 +82,8 @@ def _parse_uid(obj: object, where: str, error: type[PolicyError]) -> EntityRef:
         raise error(f"entity type or id longer than {MAX_ENTITY_ID_CHARS} characters", where)
     if not _TYPE_RE.match(etype):
         raise error(f"invalid entity type {etype!r}", f"{where}.type")
-    if len(_GOOD_TYPES) < 10_000:
-        _GOOD_TYPES[etype] = True
+    if len(KNOWN_TYPES) < 10_000:
+        KNOWN_TYPES[etype] = True
     return EntityRef(etype, eid)
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rune.policies.decision import MAX_DECISION_BYTES, Decision
+
+texts = st.text(max_size=12)
+watermarks = st.dictionaries(texts, st.dictionaries(texts, st.integers(0, 2**40), max_size=3))
 
 
 def decision(**changes: object) -> Decision:
@@ -54,3 +59,29 @@ def test_huge_reasons_are_dropped_last() -> None:
     got = orjson.loads(raw)
     assert len(raw) < MAX_DECISION_BYTES
     assert got["errors"] == [] and "dropped" in got["error"] and got["id"] == "r"
+
+
+@given(
+    st.one_of(st.none(), texts),
+    st.booleans(),
+    st.lists(texts, max_size=3).map(tuple),
+    st.lists(texts, max_size=3).map(tuple),
+    st.one_of(st.none(), st.integers(0, 2**63 - 1)),
+    st.sampled_from([{}, {"rune.facts": {"0": 5}}]) | watermarks,
+    st.integers(0, 10**9),
+    st.one_of(st.none(), texts),
+)
+def test_encoding_is_the_json_of_the_record(
+    rid: str | None,
+    allowed: bool,
+    reasons: tuple[str, ...],
+    errors: tuple[str, ...],
+    version: int | None,
+    watermark: dict[str, dict[str, int]],
+    latency: int,
+    error: str | None,
+) -> None:
+    d = Decision(rid, allowed, reasons, errors, version, watermark, latency, error)
+    assert d.encode() == orjson.dumps(d.to_json())
+    again = d._replace(policy_version=None if version else 1)  # same watermark, other version
+    assert again.encode() == orjson.dumps(again.to_json())

@@ -41,7 +41,9 @@ EXAMPLE = resources.files("rune") / "examples" / "drive"
 @click.option(
     "--events",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Embedded: fact and entity events, one JSON object per line. Default: the example.",
+    multiple=True,
+    help="Embedded: fact and entity events, one JSON object per line (repeatable; applied in "
+    "order). Default: the example's events when --bundle is omitted, else none.",
 )
 @click.option(
     "--requests",
@@ -65,7 +67,7 @@ def run(
     token_wait: float | None,
     changefeed_relations: tuple[str, ...],
     bundle: Path | None,
-    events: Path | None,
+    events: tuple[Path, ...],
     requests_path: Path | None,
     decisions: IO[bytes],
     batch_size: int | None,
@@ -126,7 +128,7 @@ def _event_key(line: bytes) -> bytes | None:
 def _run_embedded(
     settings: Settings,
     bundle: Path | None,
-    events: Path | None,
+    events: tuple[Path, ...],
     requests_path: Path | None,
     decisions: IO[bytes],
 ) -> None:
@@ -136,8 +138,11 @@ def _run_embedded(
         log.create_topic(name, 1)  # one partition each: decisions in request order
     bundle_bytes = bundle.read_bytes() if bundle else (EXAMPLE / "bundle.json").read_bytes()
     log.append(Outgoing(t.policies, b"default", bundle_bytes), bundle.name if bundle else None)
-    with events.open("rb") if events else (EXAMPLE / "events.jsonl").open("rb") as stream:
-        log.load_jsonl(t.facts, stream, events.name if events else "events.jsonl", _event_key)
+    for path in events:
+        log.load_file(t.facts, path, _event_key)
+    if not events and bundle is None:  # the example's bundle goes with its events
+        with (EXAMPLE / "events.jsonl").open("rb") as stream:
+            log.load_jsonl(t.facts, stream, "events.jsonl", _event_key)
     if requests_path is not None and str(requests_path) == "-":
         source: IO[bytes] = sys.stdin.buffer
     else:

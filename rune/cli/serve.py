@@ -45,7 +45,9 @@ WORKER_ENV = "RUNE_WORKER_INDEX"
 @click.option(
     "--events",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Embedded: fact/entity events (JSONL) applied at start. Default: the bundled example.",
+    multiple=True,
+    help="Embedded: fact/entity events (JSONL) applied at start (repeatable; in order). "
+    "Default: the example's events when --bundle is omitted, else none.",
 )
 @click.option(
     "--empty", is_flag=True, help="Embedded: start without the example (post a bundle first)."
@@ -61,7 +63,7 @@ def serve(
     port: int | None,
     workers: int | None,
     bundle: Path | None,
-    events: Path | None,
+    events: tuple[Path, ...],
     empty: bool,
 ) -> None:
     """Serve the HTTP API (authorize, events, bundles, lookups, health, metrics, admin)
@@ -115,7 +117,7 @@ async def _serve(
     await server.run()
 
 
-def _open_log(settings: Settings, preload: tuple[Path | None, Path | None] | None) -> Log:
+def _open_log(settings: Settings, preload: tuple[Path | None, tuple[Path, ...]] | None) -> Log:
     """Kafka, or the embedded log with its topics and the preloaded bundle and events."""
     if not settings.embedded:
         from rune.streams.app import kafka_log
@@ -134,15 +136,18 @@ def _open_log(settings: Settings, preload: tuple[Path | None, Path | None] | Non
     t = settings.topics
     raw = bundle.read_bytes() if bundle else (EXAMPLE / "bundle.json").read_bytes()
     log.append(Outgoing(t.policies, b"default", raw), str(bundle or "example bundle"))
-    lines = events.read_bytes() if events else (EXAMPLE / "events.jsonl").read_bytes()
-    for n, line in enumerate(lines.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            key = event_key(orjson.loads(line))
-        except (orjson.JSONDecodeError, RuneError, TypeError, AttributeError):
-            key = None  # ingest reports the bad line with its origin and dead-letters it
-        log.append(Outgoing(t.facts, key, line), f"{events or 'example events'}:{n}")
+    files: list[tuple[str, bytes]] = [(str(path), path.read_bytes()) for path in events]
+    if not events and bundle is None:  # the example's bundle goes with its events
+        files.append(("example events", (EXAMPLE / "events.jsonl").read_bytes()))
+    for name, lines in files:
+        for n, line in enumerate(lines.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                key = event_key(orjson.loads(line))
+            except (orjson.JSONDecodeError, RuneError, TypeError, AttributeError):
+                key = None  # ingest reports the bad line with its origin and dead-letters it
+            log.append(Outgoing(t.facts, key, line), f"{name}:{n}")
     return log
 
 

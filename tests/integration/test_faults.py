@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from rune.config import Topics
 from rune.streams import event_key
@@ -236,3 +237,47 @@ def test_exactly_once_decisions_across_a_sigkill(
         assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v != 1}
     finally:
         assert rune.stop() == 0, rune.tail()
+
+
+def test_a_fenced_producer_stops_the_zombie_with_its_cause(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    """Two instances with one transactional id: the second fences the first, which stops
+    (exit 1, the cause in its log) instead of writing decisions it may no longer write."""
+    c = seeded(kafka_bootstrap, topics)
+    eos = {"kafka": {"exactly_once": True, "transactional_id": f"zombie-{topics.requests}"}}
+    first = Rune(kafka_bootstrap, topics, tmp_path / "first.log", settings=eos).start()
+    second: Rune | None = None
+    try:
+        first.wait_ready()
+        second = Rune(kafka_bootstrap, topics, tmp_path / "second.log", http=True, settings=eos)
+        second.start().wait_ready()  # its producer took over the transactional id
+        reqs = requests("zombie", 2000)
+        send_requests(c, reqs)  # the first tries a transaction with its fenced producer
+        wait_until(lambda: not first.alive(), 120, "the fenced instance stops")
+        assert first.proc is not None and first.proc.returncode == 1
+        assert "fenced" in first.tail().lower(), first.tail()
+        answered(c, reqs, deadline_s=180)  # the second answers everything
+    finally:
+        for rune in (first, second):
+            if rune is not None and rune.alive():
+                rune.stop()
+
+
+def test_a_deleted_topic_stops_the_service_with_its_cause(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topics = create_topics(kafka_bootstrap, partitions=2)
+    seeded(kafka_bootstrap, topics)
+    rune = Rune(kafka_bootstrap, topics, tmp_path / "rune.log").start()
+    try:
+        rune.wait_ready()
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        admin.delete_topics([topics.requests])[topics.requests].result(30)
+        wait_until(lambda: not rune.alive(), 120, "the service stops")
+        assert rune.proc is not None and rune.proc.returncode == 1
+        assert topics.requests in rune.tail(), rune.tail()
+    finally:
+        if rune.alive():
+            rune.kill()
+        delete_topics(kafka_bootstrap, topics)

@@ -7,6 +7,7 @@ pass-through for TLS/SASL and other properties RUNE does not name).
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,7 +55,10 @@ class KafkaOptions:
             "bootstrap.servers": self.bootstrap,
             "client.id": self.client_id,
             "socket.timeout.ms": self.request_timeout_ms,
-            "log_level": 0,  # librdkafka's own log off: errors reach error_cb, then notices
+            # librdkafka's own log: only its fatal lines, through Python logging (structlog);
+            # errors reach error_cb and become rate-limited notices
+            "log_level": 0,
+            "logger": logging.getLogger("rune.kafka"),
         }
 
     def producer(self) -> dict[str, Any]:

@@ -190,7 +190,13 @@ class DeliveryProducer:
     def _serve(self) -> None:
         producer = self._producer
         while not self._closing.is_set():
-            producer.poll(POLL_S)
+            try:
+                producer.poll(POLL_S)
+            except KafkaException as exc:  # a fatal error raised through poll
+                err: KafkaError = exc.args[0]
+                self._on_error(err)
+                if fatal_error(err):
+                    return
 
     async def send(self, records: Sequence[Outgoing], *, positions: bool) -> list[Position]:
         """Produce ``records``; return their positions (if asked) once all are acknowledged."""

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -332,3 +333,20 @@ def test_every_entity_literal_form_is_a_slice_seed() -> None:
         ("User", "rec"),
         ("Folder", "cond"),
     }
+
+
+def test_a_cycle_outside_the_slice_fails_closed_as_cedar_does() -> None:
+    # Cedar refuses entity data with a cycle anywhere; the slice of a request need not
+    # contain the cycle, so RUNE checks the whole hierarchy (built-in relation in_cycle).
+    az = Authorizer()
+    az.load_bundle({"version": 1, "cedar": "permit(principal, action, resource);"})
+    az.apply_batch([upsert(group("x"), {}, [group("y")]), upsert(user("a"), {}, [])])
+    assert _check(az, user("a"), "read", doc("d")) == ("allow", ["policy0"])
+    az.apply(upsert(group("y"), {}, [group("x")]))  # closes x -> y -> x, far from User::"a"
+    d = az.check(req(user("a"), "read", doc("d")))
+    assert d["decision"] == "deny" and d["reasons"] == [] and "error" not in d
+    assert len(d["errors"]) == 1 and "cycle containing vertex `Group::" in d["errors"][0]
+    az.apply(upsert(group("y"), {}, []))
+    assert _check(az, user("a"), "read", doc("d")) == ("allow", ["policy0"])
+    with pytest.raises(EventError):  # maintained from the hierarchy only
+        az.apply(fact("assert", "in_cycle", group("x")))

@@ -18,6 +18,9 @@ Derived by the built-in rules (appended to every bundle's Datalog, see :data:`BU
   for E != A, for use in Datalog rules.
 - ``has_members(A)``   A is an ancestor of some entity (``entity_in(_, A)``): the Cedar
   slices ask ``entity_in`` only about such entities.
+- ``in_cycle(E)``      E is its own ancestor: the hierarchy has a cycle through E. Cedar
+  rejects entity data with a cycle anywhere, so while this relation is not empty every Cedar
+  evaluation fails (closed), as Cedar would on all the entities (a slice may not see the cycle).
 
 A fact event may assert ``member_of`` facts directly (they count for Cedar too); it may not
 touch ``entity_in``. A bundle may add rules for any of these relations (its facts then join the
@@ -38,6 +41,7 @@ __all__ = [
     "ENTITY_IN",
     "ENTITY_RELATIONS",
     "HAS_MEMBERS",
+    "IN_CYCLE",
     "MEMBER_OF",
     "PARENT",
     "PROTECTED_RELATIONS",
@@ -52,13 +56,14 @@ TAG: Final = "tag"
 MEMBER_OF: Final = "member_of"
 ENTITY_IN: Final = "entity_in"
 HAS_MEMBERS: Final = "has_members"
+IN_CYCLE: Final = "in_cycle"
 ALLOW: Final = "allow"
 DENY: Final = "deny"
 
 ENTITY_RELATIONS: Final = frozenset({ENTITY, PARENT, ATTR, ATTR_ELEM, TAG})
 """Relations written only from entity events."""
 
-PROTECTED_RELATIONS: Final = ENTITY_RELATIONS | {ENTITY_IN, HAS_MEMBERS}
+PROTECTED_RELATIONS: Final = ENTITY_RELATIONS | {ENTITY_IN, HAS_MEMBERS, IN_CYCLE}
 """Relations that fact events may not assert or retract."""
 
 BUILTIN_RULES: Final = """
@@ -67,4 +72,5 @@ member_of(E, P) :- parent(E, P).
 entity_in(E, P) :- member_of(E, P).
 entity_in(E, A) :- entity_in(E, P), member_of(P, A).
 has_members(A) :- entity_in(_, A).
+in_cycle(E) :- entity_in(E, E).
 """

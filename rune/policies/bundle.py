@@ -184,7 +184,9 @@ def _validate(
 
 def _check_datalog(datalog: str, compile_datalog: Callable[[str], Views]) -> None:
     try:
-        parse(datalog)  # syntax errors located in the bundle's own text, not the prelude
+        program = parse(datalog)  # syntax errors located in the bundle's own text
+        if not program.rules and not program.on_demand:
+            return  # the built-in rules alone (a Cedar-only bundle): nothing to check
         engine = compile_datalog(datalog_source(datalog))
     except DatalogError as exc:
         raise datalog_error(exc, datalog) from None

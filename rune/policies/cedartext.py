@@ -100,17 +100,20 @@ def policy_info(est: dict[str, object]) -> tuple[dict[str, PolicyInfo], set[Enti
 
 
 def _literals(obj: object, out: set[EntityRef]) -> None:
+    """Every ``{"type": T, "id": I}`` object inside ``obj``, whatever key holds it.
+
+    Entity literals appear in a policy's JSON form as ``{"entity": uid}`` (scopes),
+    ``{"entities": [uid, ...]}`` (``action in [...]``), ``{"__entity": uid}`` (conditions) and
+    as template-link slot values (``{"?principal": uid}`` or ``{"__entity": uid}``); the uid
+    itself is always a ``type``/``id`` object. Matching the uid shape rather than the keys
+    around it leaves none out; a record literal of that shape is taken as well, which only
+    adds an entity to the slices (never wrong, see ``slice.py``).
+    """
     if isinstance(obj, dict):
-        inner = obj.get("__entity")
-        if isinstance(inner, dict) and isinstance(inner.get("type"), str):
-            out.add(EntityRef(inner["type"], str(inner.get("id", ""))))
-            return
-        ent = obj.get("entity")
-        if isinstance(ent, dict) and isinstance(ent.get("type"), str) and "id" in ent:
-            out.add(EntityRef(ent["type"], str(ent["id"])))
-        for key, value in obj.items():
-            if key == "entity" and isinstance(value, dict) and "type" in value:
-                continue
+        etype, eid = obj.get("type"), obj.get("id")
+        if isinstance(etype, str) and isinstance(eid, str):
+            out.add(EntityRef(etype, eid))
+        for value in obj.values():
             _literals(value, out)
     elif isinstance(obj, list):
         for item in obj:

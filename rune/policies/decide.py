@@ -6,7 +6,8 @@
 Nothing applies: deny. Cedar runs on an entity slice of the live views; its evaluation errors
 follow Cedar's semantics (an erroring policy does not apply) and are listed in ``errors``. When
 Cedar cannot evaluate at all (the slice violates the schema, a hierarchy cycle), the decision is
-deny with Cedar's message in ``errors`` (fail closed, even if Datalog allows).
+deny with Cedar's message in ``errors`` (fail closed, even if Datalog allows). A cycle anywhere in
+the hierarchy counts, not only one inside the slice: Cedar rejects the whole entity set then.
 ``reasons`` are the determining Cedar policies, named by their ``@id("...")`` annotation when
 they have one and by Cedar's id (``policy0``) otherwise (sorted), then
 ``datalog:allow`` or ``datalog:deny`` when the Datalog relation holds (with
@@ -35,6 +36,10 @@ __all__ = ["DATALOG_ALLOW", "DATALOG_DENY", "Counters", "Outcome", "State", "dec
 DATALOG_ALLOW: Final = "datalog:allow"
 DATALOG_DENY: Final = "datalog:deny"
 _BAD_REQUEST: Final = "failed to build request"
+_CYCLE: Final = (
+    "failed to parse entities: transitive closure computation/enforcement error: "
+    "input graph has a cycle containing vertex "
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,11 @@ def _cedar(requests: Sequence[Request], state: State) -> list[_Cedar]:
     bundle = state.bundle
     if bundle is None or not bundle.needs_cedar:
         return [_NO_CEDAR] * len(requests)
+    cycle = next(iter(state.views.lookup(B.IN_CYCLE, (None,))), None)
+    if cycle is not None:
+        # Cedar on all the entities fails on a cycle wherever it is; a slice may not reach it.
+        error = (f"{_CYCLE}`{cycle[0]}`",)
+        return [_Cedar(True, None, (), error) for _ in requests]
     out = _cedar_union(requests, state, bundle)
     if len(requests) > 1 and any(c.decision is None and c.error is None for c in out):
         # Cedar rejected the union slice's entities: an entity one request pulled in must not

@@ -1,9 +1,13 @@
 """Entity slices: the part of the live views Cedar needs for a request.
 
 The slice's entity set R is the closure of the seeds (principal, action, resource, the entity
-references in the context, the entity literals of the policies) under the entity references
-inside attributes and tags, so ``resource.owner.dept`` can be read. Each entity of R that was
-upserted carries its attributes and tags from the entity store.
+references in the context, the entity literals of the policies: every uid of the policy set's
+JSON form, ``action in [..]`` elements and template-link values included, see
+``cedartext.policy_info``) under the entity references inside attributes and tags, so
+``resource.owner.dept`` can be read. Each entity of R that was upserted carries its attributes
+and tags from the entity store. A seed too many is harmless (it only adds true facts); a seed
+too few can change Cedar's answer. A hierarchy cycle outside R is not seen here: the decision
+function checks ``in_cycle`` first (Cedar refuses such entity data wherever the cycle is).
 
 Hierarchy: Cedar's ``in`` sees the ``member_of`` relation (direct edges, to which bundle rules
 may add). Every entity of R gets as ``parents`` its ancestors under ``member_of`` (the engine's

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -236,3 +237,116 @@ def test_a_slice_larger_than_the_bound_is_an_error(monkeypatch: Any) -> None:
     )
     near = az.check(req(user("c4"), "read", doc("d")))  # c4, c5, the action and the doc
     assert near["decision"] == "allow" and "error" not in near
+
+
+def _check(az: Authorizer, p: dict[str, str], a: str, r: dict[str, str]) -> tuple[str, list[str]]:
+    d = az.check(req(p, a, r))
+    assert "error" not in d, d
+    return d["decision"], d["reasons"]
+
+
+def test_action_groups_in_a_list_reach_the_slice() -> None:
+    # The elements of `action in [...]` are entity literals too (under "entities" in Cedar's
+    # JSON form): without them in the slice the action had no parents and was denied.
+    az = Authorizer(cache_entries=0)
+    az.load_bundle(
+        {
+            "version": 1,
+            "cedar": 'permit(principal, action in [Action::"viewing", Action::"other"], resource);',
+        }
+    )
+    az.apply(upsert({"type": "Action", "id": "open"}, {}, [{"type": "Action", "id": "viewing"}]))
+    assert _check(az, user("a"), "open", doc("d")) == ("allow", ["policy0"])
+    assert _check(az, user("a"), "other", doc("d")) == ("allow", ["policy0"])
+    assert _check(az, user("a"), "edit", doc("d")) == ("deny", [])
+    az.apply(upsert({"type": "Action", "id": "open"}, {}, []))  # the memo follows the change
+    assert _check(az, user("a"), "open", doc("d")) == ("deny", [])
+
+
+def test_template_link_values_reach_the_slice() -> None:
+    # Cedar accepts a slot value as a bare {"type", "id"} as well as {"__entity": ...}.
+    template = {
+        "effect": "permit",
+        "principal": {"op": "in", "slot": "?principal"},
+        "action": {"op": "All"},
+        "resource": {"op": "in", "slot": "?resource"},
+        "conditions": [],
+    }
+    cedar = {
+        "staticPolicies": {},
+        "templates": {"t": template},
+        "templateLinks": [
+            {
+                "templateId": "t",
+                "newId": "bare",
+                "values": {"?principal": group("g"), "?resource": {"type": "Folder", "id": "f"}},
+            },
+            {
+                "templateId": "t",
+                "newId": "escaped",
+                "values": {
+                    "?principal": {"__entity": group("h")},
+                    "?resource": {"__entity": {"type": "Folder", "id": "f"}},
+                },
+            },
+        ],
+    }
+    az = Authorizer(cache_entries=0)
+    az.load_bundle({"version": 1, "cedar": cedar})
+    az.apply_batch(
+        [
+            upsert(user("a"), {}, [group("g")]),
+            upsert(user("b"), {}, [group("h")]),
+            upsert(doc("d"), {}, [{"type": "Folder", "id": "f"}]),
+        ]
+    )
+    assert _check(az, user("a"), "read", doc("d")) == ("allow", ["bare"])
+    assert _check(az, user("b"), "read", doc("d")) == ("allow", ["escaped"])
+    assert _check(az, user("c"), "read", doc("d")) == ("deny", [])
+
+
+def test_every_entity_literal_form_is_a_slice_seed() -> None:
+    az = Authorizer(cache_entries=0)
+    az.load_bundle(
+        {
+            "version": 1,
+            "cedar": """
+            permit(principal == User::"eq", action == Action::"a1", resource in Folder::"in");
+            permit(principal is User in Group::"isin", action in Action::"a2", resource);
+            permit(principal, action in [Action::"l1", Action::"l2"], resource)
+              when { principal in [Group::"s1", Group::"s2"] && context.x == {e: User::"rec"}
+                     && resource is Doc in Folder::"cond" };
+            """,
+        }
+    )
+    assert az.bundle is not None
+    assert {(e.type, e.id) for e in az.bundle.literals} == {
+        ("User", "eq"),
+        ("Action", "a1"),
+        ("Folder", "in"),
+        ("Group", "isin"),
+        ("Action", "a2"),
+        ("Action", "l1"),
+        ("Action", "l2"),
+        ("Group", "s1"),
+        ("Group", "s2"),
+        ("User", "rec"),
+        ("Folder", "cond"),
+    }
+
+
+def test_a_cycle_outside_the_slice_fails_closed_as_cedar_does() -> None:
+    # Cedar refuses entity data with a cycle anywhere; the slice of a request need not
+    # contain the cycle, so RUNE checks the whole hierarchy (built-in relation in_cycle).
+    az = Authorizer()
+    az.load_bundle({"version": 1, "cedar": "permit(principal, action, resource);"})
+    az.apply_batch([upsert(group("x"), {}, [group("y")]), upsert(user("a"), {}, [])])
+    assert _check(az, user("a"), "read", doc("d")) == ("allow", ["policy0"])
+    az.apply(upsert(group("y"), {}, [group("x")]))  # closes x -> y -> x, far from User::"a"
+    d = az.check(req(user("a"), "read", doc("d")))
+    assert d["decision"] == "deny" and d["reasons"] == [] and "error" not in d
+    assert len(d["errors"]) == 1 and "cycle containing vertex `Group::" in d["errors"][0]
+    az.apply(upsert(group("y"), {}, []))
+    assert _check(az, user("a"), "read", doc("d")) == ("allow", ["policy0"])
+    with pytest.raises(EventError):  # maintained from the hierarchy only
+        az.apply(fact("assert", "in_cycle", group("x")))

@@ -83,7 +83,9 @@ class Authorizer:
         ``cache_ttl_s`` > 0 bounds the age of cached decisions (they are dropped on every
         change anyway); ``max_request_id_chars`` and ``max_context_depth`` are request limits."""
         self._factory: EngineFactory = engine_factory or _default_engine
-        self._engine = self._factory(datalog_source(""))
+        self._source = datalog_source("")
+        """The program the engine runs (a bundle with the same Datalog skips recompiling)."""
+        self._engine = self._factory(self._source)
         self._store = EntityStore()
         self._bundle: Bundle | None = None
         self._cache: DecisionCache[CacheKey, Outcome] = DecisionCache(
@@ -186,10 +188,12 @@ class Authorizer:
         compiled = compile_bundle(
             dict(bundle) if isinstance(bundle, Mapping) else bundle, self._factory
         )
+        source = datalog_source(compiled.datalog)
         try:
-            changes = self._engine.replace(datalog_source(compiled.datalog))
+            changes = self._engine.replace(source) if source != self._source else {}
         except RuneError as exc:
             raise datalog_error(exc, compiled.datalog) from None
+        self._source = source
         self._bundle = compiled
         self._state = self._make_state()
         self._invalidate()

@@ -5,6 +5,7 @@
 - ``rune check`` / ``rune explain`` / ``rune benchmark``: offline tools, ``offline.py``
 - ``rune config check|migrate``: settings files, ``config.py``
 - ``rune topics create|list``: the Kafka topics, ``topics.py``
+- ``rune bundle build``: bundles from source files, ``bundle.py``
 - ``rune version``
 """
 
@@ -14,6 +15,7 @@ from importlib import metadata
 
 import click
 
+from rune.cli.bundle import bundle
 from rune.cli.config import config
 from rune.cli.offline import benchmark, check, explain
 from rune.cli.run import run
@@ -39,5 +41,5 @@ def version() -> None:
     click.echo(metadata.version("rune"))
 
 
-for command in (run, serve, check, explain, benchmark, config, topics):
+for command in (run, serve, check, explain, benchmark, config, topics, bundle):
     main.add_command(command)

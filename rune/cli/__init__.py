@@ -6,6 +6,7 @@
 - ``rune config check|migrate``: settings files, ``config.py``
 - ``rune topics create|list``: the Kafka topics, ``topics.py``
 - ``rune bundle build``: bundles from source files, ``bundle.py``
+- ``rune test``: policy test files, ``policytest.py``
 - ``rune version``
 """
 
@@ -18,6 +19,7 @@ import click
 from rune.cli.bundle import bundle
 from rune.cli.config import config
 from rune.cli.offline import benchmark, check, explain
+from rune.cli.policytest import test
 from rune.cli.run import run
 from rune.cli.serve import serve
 from rune.cli.topics import topics
@@ -41,5 +43,5 @@ def version() -> None:
     click.echo(metadata.version("rune"))
 
 
-for command in (run, serve, check, explain, benchmark, config, topics, bundle):
+for command in (run, serve, check, explain, benchmark, config, topics, bundle, test):
     main.add_command(command)

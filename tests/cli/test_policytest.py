@@ -142,3 +142,13 @@ def test_several_files_the_worst_exit_code_wins(tmp_path: Path) -> None:
     assert r.exit_code == 2
     assert "rune test: 7 passed, 0 failed, 1 invalid file(s)" in r.stderr
     assert "'tests' must be a non-empty list" in r.stderr
+
+
+def test_the_documented_example_passes(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    d = _copy(tmp_path)
+    (d / "doc.yaml").write_text(example)
+    r = _run("--verbose", str(d / "doc.yaml"))
+    assert r.exit_code == 0, r.output
+    assert "4 tests, ok" in r.stdout

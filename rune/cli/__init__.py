@@ -5,6 +5,9 @@
 - ``rune check`` / ``rune explain`` / ``rune benchmark``: offline tools, ``offline.py``
 - ``rune config check|migrate``: settings files, ``config.py``
 - ``rune topics create|list``: the Kafka topics, ``topics.py``
+- ``rune bundle build``: bundles from source files, ``bundle.py``
+- ``rune test``: policy test files, ``policytest.py``
+- ``rune produce`` / ``rune consume``: RUNE's topics from the shell, ``topicio.py``
 - ``rune version``
 """
 
@@ -14,10 +17,13 @@ from importlib import metadata
 
 import click
 
+from rune.cli.bundle import bundle
 from rune.cli.config import config
 from rune.cli.offline import benchmark, check, explain
+from rune.cli.policytest import test
 from rune.cli.run import run
 from rune.cli.serve import serve
+from rune.cli.topicio import consume, produce
 from rune.cli.topics import topics
 
 __all__ = ["main"]
@@ -39,5 +45,17 @@ def version() -> None:
     click.echo(metadata.version("rune"))
 
 
-for command in (run, serve, check, explain, benchmark, config, topics):
+for command in (
+    run,
+    serve,
+    check,
+    explain,
+    benchmark,
+    config,
+    topics,
+    bundle,
+    test,
+    produce,
+    consume,
+):
     main.add_command(command)

@@ -29,6 +29,7 @@ import orjson
 from click.core import ParameterSource
 
 from rune.authorizer import Authorizer
+from rune.cli.bundle import bundle_option, validated_source
 from rune.errors import RuneError
 from rune.policies.bundle import Bundle
 from rune.policies.errors import RequestError
@@ -131,11 +132,10 @@ def _input_options(f: F) -> F:
         help="Fact and entity events of contract v1, one JSON object per line (repeatable; "
         "applied in order). Default: the example's events when --bundle is omitted, else none.",
     )(f)
-    f = click.option(
-        "--bundle",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Policy bundle JSON: version, datalog, cedar, schema. Default: the bundled "
-        "example (rune/examples/drive).",
+    f = bundle_option(
+        "Policy bundle: a JSON file (version, datalog, cedar, schema) or a directory of *.dl, "
+        "*.cedar, *.cedarschema and bundle.toml files. Default: the bundled example "
+        "(rune/examples/drive)."
     )(f)
     return f
 
@@ -158,6 +158,9 @@ class _Loader:
         self, bundle: Path | None, events: Sequence[Path], cache_entries: int = 100_000
     ) -> Authorizer:
         az = Authorizer(cache_entries=cache_entries)
+        if bundle is not None and bundle.is_dir():  # sources: errors at FILE:LINE:COLUMN
+            az.load_bundle(validated_source(bundle).bundle)
+            return self._apply_events(az, bundle, events)
         source = _path_source(bundle) if bundle else _example_source("bundle.json")
         try:
             raw = orjson.loads(_read(source))
@@ -167,6 +170,11 @@ class _Loader:
             az.load_bundle(raw)
         except RuneError as exc:
             raise click.ClickException(f"{source.label}: bundle rejected: {exc}") from None
+        return self._apply_events(az, bundle, events)
+
+    def _apply_events(
+        self, az: Authorizer, bundle: Path | None, events: Sequence[Path]
+    ) -> Authorizer:
         if events:
             sources = [_path_source(p) for p in events]
         else:

@@ -18,6 +18,7 @@ from typing import IO
 import click
 import orjson
 
+from rune.cli.bundle import bundle_bytes, bundle_option
 from rune.cli.options import load_from_flags, service_options
 from rune.config import Settings
 from rune.connectors.base import Outgoing
@@ -33,10 +34,9 @@ EXAMPLE = resources.files("rune") / "examples" / "drive"
 
 @click.command()
 @service_options
-@click.option(
-    "--bundle",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Embedded: policy bundle JSON (version, datalog, cedar, schema). Default: the example.",
+@bundle_option(
+    "Embedded: policy bundle, a JSON file (version, datalog, cedar, schema) or a directory of "
+    "*.dl, *.cedar, *.cedarschema and bundle.toml files. Default: the example."
 )
 @click.option(
     "--events",
@@ -136,8 +136,8 @@ def _run_embedded(
     t = settings.topics
     for name in t.model_dump().values():
         log.create_topic(name, 1)  # one partition each: decisions in request order
-    bundle_bytes = bundle.read_bytes() if bundle else (EXAMPLE / "bundle.json").read_bytes()
-    log.append(Outgoing(t.policies, b"default", bundle_bytes), bundle.name if bundle else None)
+    raw = bundle_bytes(bundle) if bundle else (EXAMPLE / "bundle.json").read_bytes()
+    log.append(Outgoing(t.policies, b"default", raw), bundle.name if bundle else None)
     for path in events:
         log.load_file(t.facts, path, _event_key)
     if not events and bundle is None:  # the example's bundle goes with its events

@@ -15,6 +15,7 @@ from typing import Any
 import click
 import orjson
 
+from rune.cli.bundle import bundle_bytes, bundle_option
 from rune.cli.options import load_from_flags, service_options
 from rune.config import Settings
 from rune.connectors.base import Log, Outgoing
@@ -37,10 +38,9 @@ WORKER_ENV = "RUNE_WORKER_INDEX"
     default=None,
     help="Processes, each a full replica sharing the port (server.workers; Kafka mode only).",
 )
-@click.option(
-    "--bundle",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Embedded: policy bundle loaded at start. Default: the bundled example.",
+@bundle_option(
+    "Embedded: policy bundle loaded at start, a JSON file or a directory of *.dl, *.cedar, "
+    "*.cedarschema and bundle.toml files. Default: the bundled example."
 )
 @click.option(
     "--events",
@@ -134,7 +134,7 @@ def _open_log(settings: Settings, preload: tuple[Path | None, tuple[Path, ...]] 
         return log
     bundle, events = preload
     t = settings.topics
-    raw = bundle.read_bytes() if bundle else (EXAMPLE / "bundle.json").read_bytes()
+    raw = bundle_bytes(bundle) if bundle else (EXAMPLE / "bundle.json").read_bytes()
     log.append(Outgoing(t.policies, b"default", raw), str(bundle or "example bundle"))
     files: list[tuple[str, bytes]] = [(str(path), path.read_bytes()) for path in events]
     if not events and bundle is None:  # the example's bundle goes with its events

@@ -147,7 +147,7 @@ async def test_rune_serve_keeps_the_decision_topic_bounded() -> None:
             },
         },
     )
-    log = _open_log(settings, (None, None))  # the bundled example, as `rune serve` starts
+    log = _open_log(settings, (None, ()))  # the bundled example, as `rune serve` starts
     assert isinstance(log, EmbeddedLog)
     assert log.retention(settings.topics.decisions).retention_records == RECORDS
     server = Server(settings, log, notice=lambda m: None)

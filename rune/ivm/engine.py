@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from rune.ivm.analysis import Analysis, analyze, is_internal
+from rune.ivm.analysis import MAX_ARITY, Analysis, analyze, is_internal
 from rune.ivm.errors import ArityError, InvalidValueError, UnknownRelationError
 from rune.ivm.evaluate import Materialization
 from rune.ivm.explain import Absence, Derivation, explain
@@ -58,6 +58,15 @@ def _is_large(facts: object) -> bool:
     for rows in facts.values():
         n += len(rows) if isinstance(rows, Sized) else LARGE_BATCH
     return n >= LARGE_BATCH
+
+
+def _check_new_arity(name: str, arity: int, where: str) -> None:
+    """A relation that updates introduce may have at most :data:`MAX_ARITY` columns."""
+    if arity > MAX_ARITY:
+        raise ArityError(
+            f"{where}: relation {name} would have {arity} columns, more than the limit of "
+            f"{MAX_ARITY}"
+        )
 
 
 def decode_rows(rows: Iterable[Row], values: list[Value]) -> frozenset[tuple[Value, ...]]:
@@ -292,6 +301,7 @@ class Engine:
             if len(rows) < _FEW_ROWS:
                 pass  # row by row is cheaper than the set-up of the bulk path
             elif arity is None and isinstance(rows[0], (tuple, list)):
+                _check_new_arity(name, len(rows[0]), f"{verb}[{name!r}][0]")
                 fast = dictionary.encode_many(rows, len(rows[0]), lookup_only)
                 if fast is not None:
                     arities[name] = len(rows[0])
@@ -322,6 +332,7 @@ class Engine:
                         f"{where}[{i}]: expected a tuple of values, got {type(row).__name__}"
                     )
                 if arity is None:
+                    _check_new_arity(name, len(row), f"{where}[{i}]")
                     arity = arities[name] = len(row)
                 elif len(row) != arity:
                     raise ArityError(

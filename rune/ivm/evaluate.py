@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any
 
-from rune.ivm.analysis import Analysis, Stratum, is_internal
+from rune.ivm.analysis import MAX_ARITY, Analysis, Stratum, is_internal
 from rune.ivm.errors import IterationLimitError
 from rune.ivm.plan import Access, Plan, compile_plan
 from rune.ivm.store import (
@@ -852,7 +852,7 @@ def check(values):
         return self.analysis.rules_by_head.get(name, [])
 
 
-_ALL_COLUMNS = [tuple(range(n)) for n in range(64)]
+_ALL_COLUMNS = [tuple(range(n)) for n in range(MAX_ARITY + 1)]
 
 
 class _DemandView:

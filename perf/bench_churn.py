@@ -10,7 +10,10 @@ in four: no derivation) or ``member(User::"churn-u<i>", <existing group>)`` (its
 closure is derived). Facts are regenerated from their index for retraction, so the benchmark
 holds none of them itself.
 
-Prints RSS (from /proc/self/statm, after ``gc.collect()``) and ``eng.stats()`` at the start,
+Prints RSS (from /proc/self/statm, after ``gc.collect()``; then again after glibc's
+``malloc_trim(0)``, which hands the free pages inside the C heap back to the system: freed
+dicts, sets and lists above 512 bytes live there, and ``free()`` only returns the heap's
+top) and ``eng.stats()`` at the start,
 with every churn fact asserted, after retracting them, and after the one-by-one phase, the
 latencies of the updates, then one JSON line with every figure (the last line of output).
 RSS should return near its start: values no stored tuple references are reclaimed. Never
@@ -20,6 +23,7 @@ asserts on timings; it does check that the views end equal to those of the base 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import math
@@ -27,6 +31,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +54,18 @@ def rss_mb() -> float:
     gc.collect()
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or ``None`` on another C library."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+MALLOC_TRIM = _malloc_trim()
 
 
 def pct(sorted_values: list[float], q: float) -> float:
@@ -74,10 +91,14 @@ def churn_batch(
 
 def point(eng: Engine, label: str) -> dict[str, Any]:
     stats = eng.stats()
-    fig = {"rss_mb": round(rss_mb(), 1), **stats}
+    fig: dict[str, Any] = {"rss_mb": round(rss_mb(), 1)}
+    if MALLOC_TRIM is not None:  # hand the C heap's free pages back, then measure again
+        MALLOC_TRIM(0)
+        fig["rss_trimmed_mb"] = round(rss_mb(), 1)
+    fig.update(stats)
     log(
-        f"{label}: RSS {fig['rss_mb']} MB, {stats['tuples']:,} tuples, "
-        f"{stats['dictionary_values']:,} dictionary values"
+        f"{label}: RSS {fig['rss_mb']} MB ({fig.get('rss_trimmed_mb')} MB after malloc_trim), "
+        f"{stats['tuples']:,} tuples, {stats['dictionary_values']:,} dictionary values"
     )
     return fig
 
@@ -171,9 +192,12 @@ def print_table(fig: dict[str, Any]) -> None:
     print(f"{'':24}" + "".join(f"{p:>14}" for p in points))
     for key, label in (
         ("rss_mb", "RSS (MB)"),
+        ("rss_trimmed_mb", "  after malloc_trim(0)"),
         ("tuples", "stored tuples"),
         ("dictionary_values", "dictionary values"),
-        ("dictionary_free", "  free/retired ids"),
+        ("dictionary_dead", "  dead, not reclaimed"),
+        ("dictionary_ids", "dictionary id slots"),
+        ("dictionary_free", "  free"),
         ("bytes", "engine bytes"),
     ):
         cells = [fig[p].get(key) for p in points]

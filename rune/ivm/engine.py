@@ -21,7 +21,7 @@ from rune.ivm.evaluate import Materialization
 from rune.ivm.explain import Absence, Derivation, explain
 from rune.ivm.parser import parse
 from rune.ivm.store import Delta, Row
-from rune.ivm.values import Dictionary, EntityRef, Value, check_value
+from rune.ivm.values import Dictionary, EntityRef, Era, Value, check_value
 
 __all__ = ["Change", "Engine", "RelationInfo"]
 
@@ -33,6 +33,9 @@ _KEY_TYPES = frozenset({str, EntityRef})
 
 _FEW_ROWS = 8
 """Batches of fewer rows per relation are encoded row by row, larger ones in bulk."""
+
+_RECLAIM_BATCH = 256
+"""Dead ids are reclaimed (``Dictionary.reclaim``) by batches of at least this many."""
 
 LARGE_BATCH = 10_000
 """Batches of at least this many rows run with Python's cyclic GC paused (see ``update``)."""
@@ -69,6 +72,19 @@ def _check_new_arity(name: str, arity: int, where: str) -> None:
         )
 
 
+def _check_arities(analysis: Analysis, stored: Mapping[str, int]) -> None:
+    """Relations holding asserted facts (name -> arity) must keep their arity in ``analysis``."""
+    for user, arity in stored.items():
+        spec = analysis.relations.get(user)
+        if spec is not None and spec.arity != arity:
+            raise ArityError(
+                f"relation {user} holds facts of arity {arity} but the new program uses "
+                f"it with {spec.arity} argument(s)",
+                spec.line,
+                spec.column,
+            )
+
+
 def decode_rows(rows: Iterable[Row], values: list[Value]) -> frozenset[tuple[Value, ...]]:
     """Value tuples of encoded rows (``values`` is the dictionary's id -> value list)."""
     return frozenset(tuple([values[i] for i in row]) for row in rows)
@@ -78,10 +94,14 @@ class Change:
     """Exact net change of one relation: rows that appeared and rows that disappeared.
 
     ``added`` and ``removed`` are frozensets of value tuples, decoded on first access (a bulk
-    load changes millions of rows that most callers never look at).
+    load changes millions of rows that most callers never look at). Decoding reads the ids as
+    they stood when the change was made, whatever updates ran since (ids of values no fact
+    holds any more are reused; the change's :class:`~rune.ivm.values.Era` keeps what they
+    meant). Pitfall: an undecoded change held across many updates keeps the values freed
+    since (bounded, see ``values.ERA_KEEP``); read or drop changes promptly.
     """
 
-    __slots__ = ("_added", "_minus", "_plus", "_removed", "_values")
+    __slots__ = ("_added", "_era", "_minus", "_plus", "_removed")
 
     def __init__(
         self,
@@ -92,23 +112,30 @@ class Change:
         self._removed: frozenset[tuple[Value, ...]] | None = frozenset(removed)
         self._plus: Iterable[Row] = ()
         self._minus: Iterable[Row] = ()
-        self._values: list[Value] = []
+        self._era: Era | None = None
 
     @classmethod
-    def _encoded(cls, plus: Iterable[Row], minus: Iterable[Row], values: list[Value]) -> Change:
+    def _encoded(cls, plus: Iterable[Row], minus: Iterable[Row], era: Era) -> Change:
         change = cls()
         change._added = change._removed = None
-        change._plus, change._minus, change._values = plus, minus, values
+        change._plus, change._minus, change._era = plus, minus, era
         return change
 
     def _decode(self, rows: Iterable[Row]) -> frozenset[tuple[Value, ...]]:
-        return decode_rows(rows, self._values)
+        era = self._era
+        assert era is not None
+        if era.next is None:  # no id freed since this change was made
+            return decode_rows(rows, era.values)
+        decode = era.decoder()
+        return frozenset(tuple(map(decode, row)) for row in rows)
 
     @property
     def added(self) -> frozenset[tuple[Value, ...]]:
         if self._added is None:
             self._added = self._decode(self._plus)
             self._plus = ()  # let go of the encoded rows (a relation snapshot, maybe)
+            if self._removed is not None:
+                self._era = None  # and of the era (the values it may keep)
         return self._added
 
     @property
@@ -116,6 +143,8 @@ class Change:
         if self._removed is None:
             self._removed = self._decode(self._minus)
             self._minus = ()
+            if self._added is not None:
+                self._era = None
         return self._removed
 
     def __len__(self) -> int:
@@ -184,6 +213,8 @@ class Engine:
         self._arity: dict[str, int] = {}  # relations that only updates mention
         analysis = analyze(parse(source), on_demand)
         self._mat = Materialization(analysis, self._dictionary, optimize=optimize)
+        self._dictionary.pin(self._mat.constants)
+        self._dictionary.assigned.clear()
         with _gc_paused():
             self._mat.materialize_all(max_iterations)
 
@@ -206,6 +237,11 @@ class Engine:
         fact or retracting an absent one changes nothing. On any invalid relation name,
         arity or value the whole batch is rejected and nothing is applied.
 
+        Values that no asserted fact and no program constant holds any more once the batch
+        is applied are reclaimed by a later update (by batches of :data:`_RECLAIM_BATCH`):
+        memory follows the live facts, and ids stay below 2**32 however many distinct values
+        pass through.
+
         A large batch (:data:`LARGE_BATCH` rows or more) runs with Python's cyclic garbage
         collector paused: it allocates millions of objects that live on (index groups) or
         form no cycles (row tuples), which would otherwise trigger repeated collections that
@@ -217,9 +253,17 @@ class Engine:
         return self._update(insert, delete)
 
     def _update(self, insert: Facts | None, delete: Facts | None) -> dict[str, Change]:
+        dictionary = self._dictionary
+        if len(dictionary.dead) >= _RECLAIM_BATCH:
+            dictionary.reclaim()  # before encoding: new values reuse the freed ids
         arities: dict[str, int] = {}
-        removals = self._encode(delete or {}, "delete", arities, lookup_only=True)
-        additions = self._encode(insert or {}, "insert", arities, lookup_only=False)
+        try:
+            removals = self._encode(delete or {}, "delete", arities, lookup_only=True)
+            flats: dict[str, tuple[int, list[int]]] = {}
+            additions = self._encode(insert or {}, "insert", arities, False, flats)
+        except BaseException:
+            dictionary.rollback()  # the values this batch brought in: no fact holds them
+            raise
         mat = self._mat
         plus: dict[str, set[Row]] = {}
         minus: dict[str, set[Row]] = {}
@@ -251,7 +295,23 @@ class Engine:
                 self._arity[name] = arity
             mat.relation(name, arity)
         if not plus and not minus:
+            if dictionary.assigned:  # cannot happen: a new value's row is in ``plus``
+                dictionary.rollback()
             return {}
+        refs = dictionary.refs
+        for name, rows in plus.items():  # every new value is in a row of ``plus``
+            flat = flats.get(name)
+            if flat is not None and rows is additions[name] and len(rows) == flat[0]:
+                for ident in flat[1]:  # all the batch's rows are new and distinct
+                    refs[ident] += 1
+                continue
+            for row in rows:
+                for ident in row:
+                    refs[ident] += 1
+        if dictionary.assigned:
+            dictionary.assigned.clear()
+        if minus:
+            dictionary.release(minus.values())  # dead once applied: rules invent no values
         if not minus:
             affected = mat.bulk_strata(plus.keys())
             if affected is not None:
@@ -272,17 +332,26 @@ class Engine:
             mat.relations[name].insert(rows)
         plus.clear()  # the encoded rows can go: the relations hold the facts now
         changed.update(mat.materialize_strata(affected))
-        values = self._dictionary.values
+        era = self._dictionary.era
         return {
-            name: Change._encoded(rel.snapshot(), (), values)
+            name: Change._encoded(rel.snapshot(), (), era)
             for name in changed
             if not is_internal(name) and (rel := mat.relations[name])
         }
 
     def _encode(
-        self, facts: Facts, verb: str, arities: dict[str, int], lookup_only: bool
+        self,
+        facts: Facts,
+        verb: str,
+        arities: dict[str, int],
+        lookup_only: bool,
+        flats: dict[str, tuple[int, list[int]]] | None = None,
     ) -> dict[str, set[Row]]:
-        """Validate and encode a batch side; keys are storage relations."""
+        """Validate and encode a batch side; keys are storage relations.
+
+        ``flats`` receives, for relations encoded in bulk, the number of rows given and the
+        ids of their values in the order given.
+        """
         if not isinstance(facts, Mapping):
             raise InvalidValueError(f"{verb}: expected a mapping of relation name to rows")
         out: dict[str, set[Row]] = {}
@@ -298,22 +367,22 @@ class Engine:
                 raise InvalidValueError(f"{verb}[{name!r}]: expected an iterable of rows")
             rows = rows if type(rows) is list else list(rows)  # read an iterator only once
             fast = None
+            flat: list[list[int]] | None = [] if flats is not None else None
             if len(rows) < _FEW_ROWS:
                 pass  # row by row is cheaper than the set-up of the bulk path
             elif arity is None and isinstance(rows[0], (tuple, list)):
                 _check_new_arity(name, len(rows[0]), f"{verb}[{name!r}][0]")
-                fast = dictionary.encode_many(rows, len(rows[0]), lookup_only)
+                fast = dictionary.encode_many(rows, len(rows[0]), lookup_only, flat)
                 if fast is not None:
                     arities[name] = len(rows[0])
             elif arity is not None:
-                fast = dictionary.encode_many(rows, arity, lookup_only)
+                fast = dictionary.encode_many(rows, arity, lookup_only, flat)
             if fast is not None:
                 if fast:
                     storage = self._analysis.storage_for_facts(name)
-                    if storage in out:
-                        out[storage].update(fast)
-                    else:
-                        out[storage] = fast
+                    out[storage] = fast  # (a mapping names a relation once)
+                    if flats is not None and flat:
+                        flats[storage] = (len(rows), flat[-1])
                 continue
             encoded: set[Row] = set()
             where = f"{verb}[{name!r}]"
@@ -380,26 +449,31 @@ class Engine:
             for user, storage in self._asserted_relations().items()
             if old.relations[storage] or user in analysis.relations
         }
-        for user, storage in asserted.items():
-            spec = analysis.relations.get(user)
-            arity = old.relations[storage].arity
-            if spec is not None and spec.arity != arity:
-                raise ArityError(
-                    f"relation {user} holds facts of arity {arity} but the new program uses "
-                    f"it with {spec.arity} argument(s)",
-                    spec.line,
-                    spec.column,
-                )
-        mat = Materialization(analysis, self._dictionary, optimize=self._optimize)
-        moves = {storage: analysis.storage_for_facts(user) for user, storage in asserted.items()}
-        with _gc_paused():
-            unchanged = mat.take_over(old, moves, self._max_iterations)  # old intact on error
+        _check_arities(
+            analysis, {user: old.relations[storage].arity for user, storage in asserted.items()}
+        )
+        dictionary = self._dictionary
         try:
-            changes = self._replace_changes(old, mat, unchanged)
+            mat = Materialization(analysis, dictionary, optimize=self._optimize)
         except BaseException:
-            mat.give_back()
+            dictionary.rollback()
+            raise
+        dictionary.pin(mat.constants)
+        dictionary.assigned.clear()
+        moves = {storage: analysis.storage_for_facts(user) for user, storage in asserted.items()}
+        try:
+            with _gc_paused():
+                unchanged = mat.take_over(old, moves, self._max_iterations)  # old intact on error
+            try:
+                changes = self._replace_changes(old, mat, unchanged)
+            except BaseException:
+                mat.give_back()
+                raise
+        except BaseException:
+            dictionary.unpin(mat.constants)
             raise
         self._mat = mat
+        dictionary.unpin(old.constants)
         self._arity = {
             user: mat.relations[moves[storage]].arity
             for user, storage in asserted.items()
@@ -411,7 +485,7 @@ class Engine:
         self, old: Materialization, mat: Materialization, unchanged: set[str]
     ) -> dict[str, Change]:
         changes: dict[str, Change] = {}
-        values = self._dictionary.values
+        era = self._dictionary.era
         for name in {*old.user_relations(), *mat.user_relations()}:
             if name in unchanged or old.is_on_demand(name) or mat.is_on_demand(name):
                 continue
@@ -422,7 +496,7 @@ class Engine:
             added = after_rows - before_rows
             removed = before_rows - after_rows
             if added or removed:
-                changes[name] = Change._encoded(added, removed, values)
+                changes[name] = Change._encoded(added, removed, era)
         return changes
 
     def _asserted_relations(self) -> dict[str, str]:
@@ -512,8 +586,9 @@ class Engine:
         ):
             return iter(())
         row, cols = encoded
-        decode = self._dictionary.values
-        return (tuple(decode[i] for i in r) for r in list(self._mat.lookup(relation, cols, row)))
+        value = self._dictionary.values.__getitem__
+        # decoded now: ids may be reused by a later update before the caller iterates
+        return iter([tuple(map(value, r)) for r in self._mat.lookup(relation, cols, row)])
 
     def explain(self, relation: str, values: Sequence[Value]) -> Derivation | Absence:
         """Why ``values`` is (a derivation tree) or is not (the rules tried) in ``relation``."""
@@ -548,9 +623,9 @@ class Engine:
         return decode_rows(rows, self._dictionary.values)
 
     def _changes(self, deltas: dict[str, Delta]) -> dict[str, Change]:
-        values = self._dictionary.values
+        era = self._dictionary.era
         return {
-            name: Change._encoded(d.plus, d.minus, values)
+            name: Change._encoded(d.plus, d.minus, era)
             for name, d in deltas.items()
             if not is_internal(name) and d
         }

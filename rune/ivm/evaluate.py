@@ -150,7 +150,7 @@ def _source_relation(plan: Plan) -> str:
     return atom.relation
 
 
-def _encode_constants(rule: Rule, dictionary: Dictionary) -> None:
+def _encode_constants(rule: Rule, dictionary: Dictionary, out: set[int]) -> None:
     for atom in (rule.head, *rule.body):
         terms = (
             (atom.left, atom.right)
@@ -161,7 +161,7 @@ def _encode_constants(rule: Rule, dictionary: Dictionary) -> None:
         )
         for term in terms:
             if isinstance(term, Const):
-                dictionary.encode(term.value)
+                out.add(dictionary.encode(term.value))
 
 
 def _literal_relation(lit: object) -> str | None:
@@ -199,9 +199,12 @@ class Materialization:
         self.optimize = optimize
         self.on_demand = frozenset(n for n, spec in analysis.relations.items() if spec.on_demand)
         counted = {s.relations[0] for s in analysis.strata if not s.recursive}
+        constants: set[int] = set()
         for rules in analysis.rules_by_head.values():  # constants get ids before any lookup
             for rule in rules:
-                _encode_constants(rule, dictionary)
+                _encode_constants(rule, dictionary, constants)
+        self.constants = frozenset(constants)
+        """Ids of the program's constants: the engine pins them (see ``values.Dictionary``)."""
         self.primaries = _choose_primaries(analysis, dictionary, optimize)
         self.relations: dict[str, Relation] = {
             name: Relation(name, spec.arity, counted=name in counted, primary=self.primary(name))

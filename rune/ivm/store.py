@@ -226,6 +226,9 @@ class GroupMap(dict[Any, Any]):
 BULK_ROWS = 256
 """Inserting more rows than this into an empty relation builds its indexes in one pass."""
 
+COMPACT_ROWS = 4096
+"""Relations that never held this many rows are not compacted (see ``Relation.compact``)."""
+
 
 @cache
 def _ops(arity: int, cols: tuple[int, ...], limit: int) -> _Ops:
@@ -300,6 +303,7 @@ class Relation:
     """
 
     __slots__ = (
+        "_peak",
         "_rows",
         "_size",
         "_snapshots",
@@ -324,6 +328,7 @@ class Relation:
         self.counts: dict[Row, int] = {}
         self.indexes: dict[tuple[int, ...], Index] = {}
         self._size = 0
+        self._peak = 0  # most rows held since the containers were last compacted
         self._snapshots: list[weakref.ref[Snapshot]] = []
         if arity >= 2:
             self.primary: tuple[int, ...] | None = primary or (0,)
@@ -475,23 +480,60 @@ class Relation:
         return added
 
     def remove(self, rows: Iterable[Row]) -> None:
-        """Remove rows that are present (and forget their counts)."""
+        """Remove rows that are present (and forget their counts).
+
+        Once the relation holds less than a quarter of the most rows it held (and that was
+        at least :data:`COMPACT_ROWS`), its containers are compacted (:meth:`compact`).
+        """
         if not rows:
             return
         if self._snapshots:
             self._freeze_snapshots()
         if not isinstance(rows, (list, tuple, set, frozenset, dict)):
             rows = list(rows)
+        # sizes only grow between removals: this is the most since the last one
+        size = self._size if self._rows is None else len(self._rows)
+        if size > self._peak:
+            self._peak = size
         if self.counts:
             pop = self.counts.pop
             for row in rows:
                 pop(row, None)
         if self._rows is not None:
             self._rows.difference_update(rows)
-            return
-        self._size -= len(rows)
+        else:
+            self._size -= len(rows)
+            for idx in self.indexes.values():
+                idx.ops.remove(idx.map, rows)
+        if self._peak >= COMPACT_ROWS and len(self) * 4 < self._peak:
+            self.compact()
+
+    def compact(self) -> None:
+        """Rebuild the containers in place (same objects) at the size of what they hold.
+
+        Dicts and sets never shrink when entries are removed, only when entries are added
+        past their capacity; a relation emptied by retractions would otherwise keep the
+        memory of its largest size. Set groups are rebuilt too (lists when small again).
+        One pass over the rows; :meth:`remove` calls it after a quarter of the peak is left.
+        """
+        rows = self._rows
+        if rows is not None:
+            live = rows.copy()
+            rows.clear()
+            rows.update(live)
         for idx in self.indexes.values():
-            idx.ops.remove(idx.map, rows)
+            m = idx.map
+            groups = dict(m)
+            for k, g in groups.items():
+                if g.__class__ is set:
+                    groups[k] = list(g) if len(g) <= idx.limit else set(g)
+            m.clear()
+            m.update(groups)
+        if self.counts:
+            counts = self.counts.copy()
+            self.counts.clear()
+            self.counts.update(counts)
+        self._peak = len(self)
 
     def clear(self) -> None:
         if self._snapshots:

@@ -8,22 +8,25 @@ invisible from outside). Invalid constructor options are a ``TypeError``/``Value
 
 from __future__ import annotations
 
+import enum
 import gc
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from rune.ivm.analysis import MAX_ARITY, Analysis, analyze, is_internal
+from rune.ivm.analysis import MAX_ARITY, Analysis, Stratum, analyze, is_internal
 from rune.ivm.errors import ArityError, InvalidValueError, UnknownRelationError
 from rune.ivm.evaluate import Materialization
 from rune.ivm.explain import Absence, Derivation, explain
 from rune.ivm.parser import parse
-from rune.ivm.store import Delta, Row
+from rune.ivm.store import Delta, Row, RowsCopy
+from rune.ivm.syntax import Rule
 from rune.ivm.values import Dictionary, EntityRef, Era, Value, check_value
 
-__all__ = ["Change", "Engine", "RelationInfo"]
+__all__ = ["SNAPSHOT", "Change", "Engine", "FactSnapshot", "RelationInfo"]
 
 _RELATION_NAME = re.compile(r"[a-z_][A-Za-z0-9_]*\Z")
 
@@ -70,6 +73,59 @@ def _check_new_arity(name: str, arity: int, where: str) -> None:
             f"{where}: relation {name} would have {arity} columns, more than the limit of "
             f"{MAX_ARITY}"
         )
+
+
+def _as_replace(
+    snapshot: FactSnapshot, kept: dict[str, RowsCopy], mat: Materialization, ids: Any
+) -> tuple[Callable[[Stratum, set[str]], bool], Callable[[str], tuple[int, Iterable[Row]] | None]]:
+    """What ``replace`` would reuse, for :meth:`Materialization.materialize_all`.
+
+    ``replace`` moves a stratum whose rules are those of an old stratum and whose inputs hold
+    the rows they held (asserted relations stored under the same name, relations empty then
+    and now, strata moved, strata recomputed to the same rows), and does not bound it again.
+    Without the old derived rows, a recomputed stratum counts as unchanged only if its rows
+    are those of a relation that was a base relation of the old program (its facts).
+    """
+    analysis = mat.analysis
+    storage = snapshot._storage
+    unchanged = {
+        name
+        for user, name in storage.items()
+        if user in kept and analysis.storage_for_facts(user) == name
+    }
+    held = snapshot._derived | {
+        name for user, name in storage.items() if len(snapshot._facts[user])
+    }
+    old_strata = snapshot._strata
+    rules = analysis.rules_by_head
+
+    def reused(stratum: Stratum, same: set[str]) -> bool:
+        return (frozenset(stratum.rules), stratum.relations) in old_strata and all(
+            r in unchanged
+            or r in same
+            or (r not in rules and not mat.relations[r] and r not in held)
+            for r in mat.stratum_inputs(stratum)
+        )
+
+    def before(name: str) -> tuple[int, Iterable[Row]] | None:
+        if name in snapshot._derived:
+            return None  # derived by the old program: its rows were not copied
+        facts = snapshot._facts.get(name)
+        if facts is None or storage.get(name) != name:
+            return (0, ()) if name not in held else None
+        return len(facts), facts.rows(ids)
+
+    return reused, before
+
+
+def _check_options(max_iterations: object, optimize: object) -> None:
+    if max_iterations is not None:
+        if type(max_iterations) is not int:
+            raise TypeError(f"max_iterations must be an int or None, got {max_iterations!r}")
+        if max_iterations < 1:
+            raise ValueError(f"max_iterations must be at least 1, got {max_iterations}")
+    if type(optimize) is not bool:
+        raise TypeError(f"optimize must be a bool, got {optimize!r}")
 
 
 def _check_arities(analysis: Analysis, stored: Mapping[str, int]) -> None:
@@ -173,6 +229,82 @@ class RelationInfo:
     size: int | None  # None for on-demand relations (not stored)
 
 
+class _Default(enum.Enum):
+    """Marks an option left to the snapshot's value (``None`` is a value of ``max_iterations``)."""
+
+    SNAPSHOT = enum.auto()
+
+
+SNAPSHOT: Final = _Default.SNAPSHOT
+
+
+class FactSnapshot:
+    """An immutable copy of what an engine's facts are: asserted facts, values, options.
+
+    Made by :meth:`Engine.snapshot` on the engine's owner thread; read by
+    :meth:`Engine.from_snapshot`, in any thread, any number of times. It shares no mutable
+    object with the engine (facts are copied as encoded groups: one C-level pass per
+    relation; the values themselves, immutable, are shared), so the engine may go on
+    answering and changing meanwhile. Program facts are not part of it (they come with a
+    program), nor are derived tuples (the new program derives its own).
+    """
+
+    __slots__ = (
+        "_constants",
+        "_derived",
+        "_facts",
+        "_max_iterations",
+        "_optimize",
+        "_refs",
+        "_storage",
+        "_strata",
+        "_values",
+    )
+
+    def __init__(
+        self,
+        facts: dict[str, RowsCopy],
+        values: tuple[Value, ...],
+        refs: array[int],
+        constants: frozenset[int],
+        max_iterations: int | None,
+        optimize: bool,
+        program: tuple[
+            dict[str, str], frozenset[str], frozenset[tuple[frozenset[Rule], tuple[str, ...]]]
+        ],
+    ) -> None:
+        self._facts = facts
+        # of the snapshotted program, for what replace would reuse: where each relation's
+        # facts were stored, the relations it derived, its strata (rules, relations)
+        self._storage, self._derived, self._strata = program
+        self._values = values  # the dictionary's, slot per id
+        self._refs = refs
+        self._constants = constants  # the ids the snapshotted program pinned
+        self._max_iterations = max_iterations
+        self._optimize = optimize
+
+    @property
+    def max_iterations(self) -> int | None:
+        """The snapshotted engine's ``max_iterations`` (the default of ``from_snapshot``)."""
+        return self._max_iterations
+
+    @property
+    def optimize(self) -> bool:
+        """The snapshotted engine's ``optimize`` (the default of ``from_snapshot``)."""
+        return self._optimize
+
+    def arities(self) -> dict[str, int]:
+        """Relation -> arity, for every relation that may hold asserted facts (maybe none)."""
+        return {name: rows.arity for name, rows in self._facts.items()}
+
+    def __len__(self) -> int:
+        """Number of asserted facts."""
+        return sum(map(len, self._facts.values()))
+
+    def __repr__(self) -> str:
+        return f"<FactSnapshot of {len(self):,} facts in {len(self._facts)} relation(s)>"
+
+
 class Engine:
     """An incrementally maintained Datalog program (dialect v1, DESIGN.md §3).
 
@@ -200,13 +332,7 @@ class Engine:
         max_iterations: int | None = None,
         optimize: bool = True,
     ) -> None:
-        if max_iterations is not None:
-            if type(max_iterations) is not int:
-                raise TypeError(f"max_iterations must be an int or None, got {max_iterations!r}")
-            if max_iterations < 1:
-                raise ValueError(f"max_iterations must be at least 1, got {max_iterations}")
-        if type(optimize) is not bool:
-            raise TypeError(f"optimize must be a bool, got {optimize!r}")
+        _check_options(max_iterations, optimize)
         self._max_iterations = max_iterations
         self._optimize = optimize
         self._dictionary = Dictionary()
@@ -480,6 +606,127 @@ class Engine:
             if analysis.relations.get(user) is None
         }
         return changes
+
+    # -- rebuilding elsewhere --------------------------------------------------------------
+
+    def snapshot(self) -> FactSnapshot:
+        """An immutable copy of the asserted facts, the values and the options.
+
+        Call it on the owner thread (like every other method). It copies the encoded facts
+        into flat arrays of ids and the dictionary's values and counts, in C-level passes that
+        build no row (0.1-0.2 s at drive scale 1.0, 1.2M facts: ``perf/bench_rebuild.py``).
+        Then :meth:`from_snapshot` may build the new engine in another thread, any number of
+        times; the snapshot does not follow later updates.
+        """
+        mat = self._mat
+        storage = self._asserted_relations()
+        facts = {user: mat.relations[name].copy() for user, name in storage.items()}
+        values, refs = self._dictionary.frozen()
+        program = (
+            storage,
+            frozenset(mat.analysis.rules_by_head),
+            frozenset((frozenset(s.rules), s.relations) for s in mat.analysis.strata),
+        )
+        return FactSnapshot(
+            facts, values, refs, mat.constants, self._max_iterations, self._optimize, program
+        )
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        source: str,
+        snapshot: FactSnapshot,
+        *,
+        on_demand: Iterable[str] = (),
+        max_iterations: int | _Default | None = SNAPSHOT,
+        optimize: bool | _Default = SNAPSHOT,
+    ) -> Engine:
+        """A new engine running ``source`` over ``snapshot``'s facts: ``replace`` elsewhere.
+
+        The result equals what ``replace(source, on_demand=on_demand)`` on the snapshotted
+        engine would have left (same relations, arities, contents, answers; an explanation
+        may show another of several derivations), with the snapshot's options unless given.
+        Raises as ``replace`` does (:class:`~rune.ivm.errors.DatalogSyntaxError` and the other
+        program errors, :class:`~rune.ivm.errors.ArityError` when a relation holding facts
+        is used with another arity, :class:`~rune.ivm.errors.IterationLimitError`), and
+        ``TypeError``/``ValueError`` for bad options.
+
+        ``max_iterations`` bounds the strata ``replace`` would recompute; the strata it would
+        move (same rules, inputs with the same rows) are computed unbounded. Pitfall: over a
+        derived relation recomputed to the same rows, ``replace`` moves the strata above it;
+        this cannot tell (the old derived rows are not in the snapshot) and bounds them.
+
+        Thread safety: it reads only ``snapshot`` (never changed) and builds new objects, so
+        it may run in a worker thread while the snapshotted engine keeps serving on its
+        owner thread (and changing: the snapshot does not follow). Pitfalls: it holds the
+        GIL for most of its time (pure Python; the longest C-level steps, on the largest
+        relations, take 0.1-0.2 s at drive scale 1.0), so the owner thread runs slower
+        meanwhile; and, as ``Engine(...)`` and ``replace``, it pauses Python's cyclic GC for
+        the whole process while it loads and evaluates, after which the first collection
+        traverses every object it made (unless the caller freezes them: docs/datalog.md).
+        """
+        if max_iterations is SNAPSHOT:
+            max_iterations = snapshot.max_iterations
+        if optimize is SNAPSHOT:
+            optimize = snapshot.optimize
+        _check_options(max_iterations, optimize)
+        analysis = analyze(parse(source), on_demand)
+        kept = {  # as replace: relations the program does not mention only if they hold facts
+            user: rows
+            for user, rows in snapshot._facts.items()
+            if len(rows) or user in analysis.relations
+        }
+        _check_arities(analysis, {user: rows.arity for user, rows in kept.items()})
+        engine = cls.__new__(cls)
+        engine._max_iterations = max_iterations
+        engine._optimize = optimize
+        # values no fact holds (the snapshotted program's constants only, say) are left out
+        dictionary, canon = Dictionary.restore(
+            snapshot._values, snapshot._refs, snapshot._constants
+        )
+        engine._dictionary = dictionary
+        mat = engine._mat = Materialization(analysis, dictionary, optimize=optimize)
+        dictionary.pin(mat.constants)
+        dictionary.assigned.clear()
+        ids = canon.__getitem__
+        mat.cooperative = True  # other threads run meanwhile: no long C-level frees
+        with _gc_paused():
+            for user, facts in kept.items():
+                rows = facts.rows(ids)  # built as the relation's indexes read them
+                mat.relation(analysis.storage_for_facts(user), facts.arity).insert(rows)
+            mat.materialize_all(max_iterations, *_as_replace(snapshot, kept, mat, ids))
+        mat.cooperative = False
+        engine._arity = {
+            user: rows.arity for user, rows in kept.items() if analysis.relations.get(user) is None
+        }
+        return engine
+
+    def warm(
+        self, relations: Iterable[str], *, lookups: Iterable[tuple[str, Sequence[int]]] = ()
+    ) -> None:
+        """Compile now what the first ``contains`` of ``relations`` (and the first ``lookup``
+        with the columns of ``lookups`` bound) would compile: on-demand plans, ordered by the
+        data, and the indexes they read, built. Answers are unchanged; only the first call
+        after it is faster. Meant for a new engine before it replaces a serving one (in the
+        worker thread that built it, before the swap): on the engine in use, it is a call
+        like any other (owner thread only). Unknown relations raise
+        :class:`~rune.ivm.errors.UnknownRelationError`; columns out of range ``ValueError``.
+        """
+        mat = self._mat
+        for name in relations:
+            arity = self._check_relation(name)
+            mat.checker(name)
+            if mat.is_on_demand(name):
+                mat.prepare_demand(name, tuple(range(arity)), exists=True)
+        for name, columns in lookups:
+            arity = self._check_relation(name)
+            cols = tuple(sorted(set(columns)))
+            if any(type(c) is not int or not 0 <= c < arity for c in cols):
+                raise ValueError(f"columns of {name} are 0..{arity - 1}, got {columns!r}")
+            if mat.is_on_demand(name):
+                mat.prepare_demand(name, cols, exists=False)
+            elif name in mat.relations and 0 < len(cols) < arity:
+                mat.relations[name].index(cols)
 
     def _replace_changes(
         self, old: Materialization, mat: Materialization, unchanged: set[str]

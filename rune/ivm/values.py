@@ -13,8 +13,8 @@ from __future__ import annotations
 import weakref
 from array import array
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain, compress, repeat
-from operator import is_, itemgetter
+from itertools import chain, compress, islice, repeat
+from operator import is_, itemgetter, not_
 from typing import Any, Final, NamedTuple
 
 from rune.ivm.errors import InvalidValueError
@@ -337,6 +337,48 @@ class Dictionary:
             and max(map(len, parts)) <= MAX_STRING_BYTES
             and "" not in map(_TYPE_OF, entities)
         )
+
+    def frozen(self) -> tuple[tuple[Value, ...], array[int]]:
+        """The values (a tuple, slot per id) and reference counts (an array), copied.
+
+        Two C-level copies. A tuple of immutable objects is left alone by the garbage
+        collector once it has looked at it; an array is never looked at.
+        """
+        return tuple(self.values), array("Q", self.refs)
+
+    @classmethod
+    def restore(
+        cls, values: Sequence[Value], refs: array[int], unpin: Iterable[int]
+    ) -> tuple[Dictionary, list[int]]:
+        """A dictionary of :meth:`frozen` state, minus the pins ``unpin``: the values still
+        counted keep their ids, the others are freed. Also returns id -> int object (new
+        ones, the canonical objects of this dictionary: rows should use them)."""
+        counts = refs.tolist()
+        for ident in unpin:
+            counts[ident] -= 1
+        canon = list(range(len(counts)))
+        out = cls()
+        out.values.extend(values)
+        out.refs.extend(counts)
+        live = list(compress(canon, counts))
+        gone = list(compress(canon, map(not_, counts)))
+        slots = out.values
+        for ident in gone:
+            slots[ident] = FREED
+        live_values = list(map(slots.__getitem__, live))
+        keyed = list(map(_KEY_TYPES.__contains__, map(type, live_values)))
+        pairs = zip(compress(live_values, keyed), compress(live, keyed), strict=True)
+        for part in iter(lambda: list(islice(pairs, 65_536)), []):
+            out._ids.update(part)  # by parts: other threads run between them
+        others = map(not_, keyed)
+        for value, ident in compress(zip(live_values, live, strict=True), others):
+            out._ids[cls._key(value)] = ident
+        while gone and gone[-1] == len(slots) - 1:  # free ids at the end are cut off
+            gone.pop()
+            slots.pop()
+            out.refs.pop()
+        out.free.extend(reversed(gone))  # lowest last: reused first
+        return out, canon
 
     def lookup(self, value: Value) -> int | None:
         """Id of ``value`` or ``None`` when no stored tuple can hold it (never seen, or dead)."""

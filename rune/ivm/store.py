@@ -542,21 +542,23 @@ class Relation:
             self._freeze_snapshots()
         if not isinstance(rows, (list, tuple, set, frozenset, dict)):
             rows = list(rows)
-        # sizes only grow between removals: this is the most since the last one
-        size = self._size if self._rows is None else len(self._rows)
-        if size > self._peak:
-            self._peak = size
         if self.counts:
             pop = self.counts.pop
             for row in rows:
                 pop(row, None)
-        if self._rows is not None:
-            self._rows.difference_update(rows)
+        stored = self._rows
+        if stored is not None:
+            size = len(stored)
+            stored.difference_update(rows)
+            left = len(stored)
         else:
-            self._size -= len(rows)
+            size = self._size
+            left = self._size = size - len(rows)
             for idx in self.indexes.values():
                 idx.ops.remove(idx.map, rows)
-        if self._peak >= COMPACT_ROWS and len(self) * 4 < self._peak:
+        if size > self._peak:  # sizes only grow between removals: the most since the last
+            self._peak = size
+        if left * 4 < self._peak and self._peak >= COMPACT_ROWS:
             self.compact()
 
     def compact(self) -> None:

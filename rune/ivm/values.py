@@ -13,7 +13,8 @@ from __future__ import annotations
 import weakref
 from array import array
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain, compress, islice, repeat
+from functools import partial
+from itertools import chain, compress, islice, repeat, takewhile
 from operator import is_, itemgetter, not_
 from typing import Any, Final, NamedTuple
 
@@ -168,7 +169,7 @@ class Dictionary:
     :meth:`unpin`, and inline increments). The rules invent no values, so an id whose count
     is zero once an update completes is held by no stored tuple. Such ids are listed in
     :attr:`dead` (a value coming back before they are reclaimed keeps its id) and freed in
-    batches by :meth:`reclaim`: their slots are reused, lowest first, by later encodings.
+    batches by :meth:`reclaim`: their slots are reused (last freed first) by later encodings.
     Changes returned earlier still decode them through their :class:`Era`. Ids thus stay
     below the number of values live at once (and :data:`MAX_IDS`), and the containers
     shrink with the live values. Pitfall: ``values`` and ``_ids`` are changed in place, never
@@ -180,7 +181,6 @@ class Dictionary:
         "_high",
         "_ids",
         "_kept",
-        "_sorted",
         "assigned",
         "dead",
         "era",
@@ -199,7 +199,6 @@ class Dictionary:
         self.dead: list[int] = []  # ids whose count dropped to zero (some may be back since)
         self.assigned: list[int] = []  # ids given out in this operation, for rollback()
         self._high = 0  # most live values seen since the map was last compacted
-        self._sorted = 0  # free ids after the last sort of ``free``
         self.era = Era(self.values)
         self._eras: list[weakref.ref[Era]] = []  # ended eras that may still be held
         self._kept = 0  # values their graveyards hold
@@ -453,8 +452,9 @@ class Dictionary:
 
         Maps and lists shrink in place once few of their entries are left: the value -> id map
         when it holds less than a quarter of the most it held (one pass over the live ids), the
-        id-indexed lists by cutting off free ids at their end (sorting the free ids once they
-        have doubled since the last sort). Amortized, a constant cost per freed id.
+        id-indexed lists by cutting off the free slots at their end once they are at least a
+        quarter of the free ids (one C-level pass over those). Amortized, a constant cost per
+        freed id.
         """
         refs, values, ids, key, free = self.refs, self.values, self._ids, self._key, self.free
         if len(ids) > self._high:
@@ -484,18 +484,15 @@ class Dictionary:
             ids.clear()
             ids.update(live)
             self._high = len(ids)
-        if values and values[-1] is FREED and len(free) >= self._sorted * 2 + COMPACT_MIN:
-            # lowest id last: reused first, so the top ones stay free
-            free[:] = array("L", sorted(free, reverse=True))
-            end = len(values)
-            cut = 0
-            while cut < len(free) and free[cut] == end - 1 - cut:
-                cut += 1
-            if cut:
-                del free[:cut]
-                del values[end - cut :]
-                del refs[end - cut :]
-            self._sorted = len(free)
+        if values and values[-1] is FREED:
+            # free slots at the end: cut them off once they are a good part of the free ids
+            # (counting them reads only them; dropping them from ``free`` reads it all)
+            cut = len(list(takewhile(partial(is_, FREED), reversed(values))))
+            if cut * 4 >= len(free) and cut >= COMPACT_MIN:
+                end = len(values) - cut
+                free[:] = array("L", filter(end.__gt__, free))
+                del values[end:]
+                del refs[end:]
 
 
 _ROW_TYPES: Final = frozenset({tuple, list})

@@ -310,7 +310,9 @@ class Engine:
 
     ``Engine(source)`` compiles the program and materializes it; ``update`` applies a batch
     of base-fact changes and returns the exact net change of every relation that changed.
-    Not thread-safe: callers serialize access (the service runs it on one event loop).
+    Not thread-safe: callers serialize access (the service runs it on one event loop), except
+    that :meth:`from_snapshot` may build a new engine in another thread meanwhile (a program
+    change off the owner thread: :meth:`snapshot`, :meth:`from_snapshot`, :meth:`warm`).
 
     Options (kept for the engine's lifetime, ``replace`` included):
 

@@ -284,7 +284,7 @@ def _everything(eng: Engine) -> dict[str, Any]:
 
 
 def _sizes(eng: Engine) -> dict[str, int]:
-    """Stored tuples, index entries and their bytes (the dictionary aside: it only grows)."""
+    """Stored tuples, index entries and their bytes (the dictionary aside)."""
     return {k: v for k, v in eng.stats().items() if not k.startswith(("dict", "bytes"))}
 
 

@@ -6,7 +6,7 @@ safety, stratification) -> :mod:`~rune.ivm.plan` (join orders compiled to Python
 :mod:`~rune.ivm.explain`. :class:`Engine` is the facade.
 """
 
-from rune.ivm.engine import Change, Engine, RelationInfo
+from rune.ivm.engine import SNAPSHOT, Change, Engine, FactSnapshot, RelationInfo
 from rune.ivm.errors import (
     ArityError,
     DatalogError,
@@ -21,6 +21,7 @@ from rune.ivm.explain import Absence, Attempt, Derivation
 from rune.ivm.values import EntityRef, Value
 
 __all__ = [
+    "SNAPSHOT",
     "Absence",
     "ArityError",
     "Attempt",
@@ -30,6 +31,7 @@ __all__ = [
     "Derivation",
     "Engine",
     "EntityRef",
+    "FactSnapshot",
     "InvalidValueError",
     "IterationLimitError",
     "RelationInfo",

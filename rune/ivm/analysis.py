@@ -20,7 +20,18 @@ from dataclasses import dataclass, field
 from rune.ivm.errors import ArityError, SafetyError, StratificationError
 from rune.ivm.syntax import Atom, Comparison, Literal, Negation, Program, Rule, Var
 
-__all__ = ["Analysis", "RelationSpec", "Stratum", "analyze", "base_name", "is_internal"]
+__all__ = [
+    "MAX_ARITY",
+    "Analysis",
+    "RelationSpec",
+    "Stratum",
+    "analyze",
+    "base_name",
+    "is_internal",
+]
+
+MAX_ARITY = 64
+"""Most arguments a relation may have (plans and checks are compiled per column count)."""
 
 
 def base_name(relation: str) -> str:
@@ -111,6 +122,14 @@ def _check_arity(program: Program) -> dict[str, RelationSpec]:
     relations: dict[str, RelationSpec] = {}
 
     def use(atom: Atom) -> None:
+        if len(atom.args) > MAX_ARITY:
+            raise ArityError(
+                f"relation {atom.relation} has {len(atom.args)} arguments, more than the limit "
+                f"of {MAX_ARITY}",
+                atom.line,
+                atom.column,
+                str(atom),
+            )
         spec = relations.get(atom.relation)
         if spec is None:
             relations[atom.relation] = RelationSpec(

@@ -8,22 +8,25 @@ invisible from outside). Invalid constructor options are a ``TypeError``/``Value
 
 from __future__ import annotations
 
+import enum
 import gc
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from rune.ivm.analysis import Analysis, analyze, is_internal
+from rune.ivm.analysis import MAX_ARITY, Analysis, Stratum, analyze, is_internal
 from rune.ivm.errors import ArityError, InvalidValueError, UnknownRelationError
 from rune.ivm.evaluate import Materialization
 from rune.ivm.explain import Absence, Derivation, explain
 from rune.ivm.parser import parse
-from rune.ivm.store import Delta, Row
-from rune.ivm.values import Dictionary, EntityRef, Value, check_value
+from rune.ivm.store import Delta, Row, RowsCopy
+from rune.ivm.syntax import Rule
+from rune.ivm.values import Dictionary, EntityRef, Era, Value, check_value
 
-__all__ = ["Change", "Engine", "RelationInfo"]
+__all__ = ["SNAPSHOT", "Change", "Engine", "FactSnapshot", "RelationInfo"]
 
 _RELATION_NAME = re.compile(r"[a-z_][A-Za-z0-9_]*\Z")
 
@@ -33,6 +36,9 @@ _KEY_TYPES = frozenset({str, EntityRef})
 
 _FEW_ROWS = 8
 """Batches of fewer rows per relation are encoded row by row, larger ones in bulk."""
+
+_RECLAIM_BATCH = 256
+"""Dead ids are reclaimed (``Dictionary.reclaim``) by batches of at least this many."""
 
 LARGE_BATCH = 10_000
 """Batches of at least this many rows run with Python's cyclic GC paused (see ``update``)."""
@@ -60,6 +66,81 @@ def _is_large(facts: object) -> bool:
     return n >= LARGE_BATCH
 
 
+def _check_new_arity(name: str, arity: int, where: str) -> None:
+    """A relation that updates introduce may have at most :data:`MAX_ARITY` columns."""
+    if arity > MAX_ARITY:
+        raise ArityError(
+            f"{where}: relation {name} would have {arity} columns, more than the limit of "
+            f"{MAX_ARITY}"
+        )
+
+
+def _as_replace(
+    snapshot: FactSnapshot, kept: dict[str, RowsCopy], mat: Materialization, ids: Any
+) -> tuple[Callable[[Stratum, set[str]], bool], Callable[[str], tuple[int, Iterable[Row]] | None]]:
+    """What ``replace`` would reuse, for :meth:`Materialization.materialize_all`.
+
+    ``replace`` moves a stratum whose rules are those of an old stratum and whose inputs hold
+    the rows they held (asserted relations stored under the same name, relations empty then
+    and now, strata moved, strata recomputed to the same rows), and does not bound it again.
+    Without the old derived rows, a recomputed stratum counts as unchanged only if its rows
+    are those of a relation that was a base relation of the old program (its facts).
+    """
+    analysis = mat.analysis
+    storage = snapshot._storage
+    unchanged = {
+        name
+        for user, name in storage.items()
+        if user in kept and analysis.storage_for_facts(user) == name
+    }
+    held = snapshot._derived | {
+        name for user, name in storage.items() if len(snapshot._facts[user])
+    }
+    old_strata = snapshot._strata
+    rules = analysis.rules_by_head
+
+    def reused(stratum: Stratum, same: set[str]) -> bool:
+        return (frozenset(stratum.rules), stratum.relations) in old_strata and all(
+            r in unchanged
+            or r in same
+            or (r not in rules and not mat.relations[r] and r not in held)
+            for r in mat.stratum_inputs(stratum)
+        )
+
+    def before(name: str) -> tuple[int, Iterable[Row]] | None:
+        if name in snapshot._derived:
+            return None  # derived by the old program: its rows were not copied
+        facts = snapshot._facts.get(name)
+        if facts is None or storage.get(name) != name:
+            return (0, ()) if name not in held else None
+        return len(facts), facts.rows(ids)
+
+    return reused, before
+
+
+def _check_options(max_iterations: object, optimize: object) -> None:
+    if max_iterations is not None:
+        if type(max_iterations) is not int:
+            raise TypeError(f"max_iterations must be an int or None, got {max_iterations!r}")
+        if max_iterations < 1:
+            raise ValueError(f"max_iterations must be at least 1, got {max_iterations}")
+    if type(optimize) is not bool:
+        raise TypeError(f"optimize must be a bool, got {optimize!r}")
+
+
+def _check_arities(analysis: Analysis, stored: Mapping[str, int]) -> None:
+    """Relations holding asserted facts (name -> arity) must keep their arity in ``analysis``."""
+    for user, arity in stored.items():
+        spec = analysis.relations.get(user)
+        if spec is not None and spec.arity != arity:
+            raise ArityError(
+                f"relation {user} holds facts of arity {arity} but the new program uses "
+                f"it with {spec.arity} argument(s)",
+                spec.line,
+                spec.column,
+            )
+
+
 def decode_rows(rows: Iterable[Row], values: list[Value]) -> frozenset[tuple[Value, ...]]:
     """Value tuples of encoded rows (``values`` is the dictionary's id -> value list)."""
     return frozenset(tuple([values[i] for i in row]) for row in rows)
@@ -69,10 +150,14 @@ class Change:
     """Exact net change of one relation: rows that appeared and rows that disappeared.
 
     ``added`` and ``removed`` are frozensets of value tuples, decoded on first access (a bulk
-    load changes millions of rows that most callers never look at).
+    load changes millions of rows that most callers never look at). Decoding reads the ids as
+    they stood when the change was made, whatever updates ran since (ids of values no fact
+    holds any more are reused; the change's :class:`~rune.ivm.values.Era` keeps what they
+    meant). Pitfall: an undecoded change held across many updates keeps the values freed
+    since (bounded, see ``values.ERA_KEEP``); read or drop changes promptly.
     """
 
-    __slots__ = ("_added", "_minus", "_plus", "_removed", "_values")
+    __slots__ = ("_added", "_era", "_minus", "_plus", "_removed")
 
     def __init__(
         self,
@@ -83,23 +168,30 @@ class Change:
         self._removed: frozenset[tuple[Value, ...]] | None = frozenset(removed)
         self._plus: Iterable[Row] = ()
         self._minus: Iterable[Row] = ()
-        self._values: list[Value] = []
+        self._era: Era | None = None
 
     @classmethod
-    def _encoded(cls, plus: Iterable[Row], minus: Iterable[Row], values: list[Value]) -> Change:
+    def _encoded(cls, plus: Iterable[Row], minus: Iterable[Row], era: Era) -> Change:
         change = cls()
         change._added = change._removed = None
-        change._plus, change._minus, change._values = plus, minus, values
+        change._plus, change._minus, change._era = plus, minus, era
         return change
 
     def _decode(self, rows: Iterable[Row]) -> frozenset[tuple[Value, ...]]:
-        return decode_rows(rows, self._values)
+        era = self._era
+        assert era is not None
+        if era.next is None:  # no id freed since this change was made
+            return decode_rows(rows, era.values)
+        decode = era.decoder()
+        return frozenset(tuple(map(decode, row)) for row in rows)
 
     @property
     def added(self) -> frozenset[tuple[Value, ...]]:
         if self._added is None:
             self._added = self._decode(self._plus)
             self._plus = ()  # let go of the encoded rows (a relation snapshot, maybe)
+            if self._removed is not None:
+                self._era = None  # and of the era (the values it may keep)
         return self._added
 
     @property
@@ -107,6 +199,8 @@ class Change:
         if self._removed is None:
             self._removed = self._decode(self._minus)
             self._minus = ()
+            if self._added is not None:
+                self._era = None
         return self._removed
 
     def __len__(self) -> int:
@@ -135,12 +229,90 @@ class RelationInfo:
     size: int | None  # None for on-demand relations (not stored)
 
 
+class _Default(enum.Enum):
+    """Marks an option left to the snapshot's value (``None`` is a value of ``max_iterations``)."""
+
+    SNAPSHOT = enum.auto()
+
+
+SNAPSHOT: Final = _Default.SNAPSHOT
+
+
+class FactSnapshot:
+    """An immutable copy of what an engine's facts are: asserted facts, values, options.
+
+    Made by :meth:`Engine.snapshot` on the engine's owner thread; read by
+    :meth:`Engine.from_snapshot`, in any thread, any number of times. It shares no mutable
+    object with the engine (facts are copied as encoded groups: one C-level pass per
+    relation; the values themselves, immutable, are shared), so the engine may go on
+    answering and changing meanwhile. Program facts are not part of it (they come with a
+    program), nor are derived tuples (the new program derives its own).
+    """
+
+    __slots__ = (
+        "_constants",
+        "_derived",
+        "_facts",
+        "_max_iterations",
+        "_optimize",
+        "_refs",
+        "_storage",
+        "_strata",
+        "_values",
+    )
+
+    def __init__(
+        self,
+        facts: dict[str, RowsCopy],
+        values: tuple[Value, ...],
+        refs: array[int],
+        constants: frozenset[int],
+        max_iterations: int | None,
+        optimize: bool,
+        program: tuple[
+            dict[str, str], frozenset[str], frozenset[tuple[frozenset[Rule], tuple[str, ...]]]
+        ],
+    ) -> None:
+        self._facts = facts
+        # of the snapshotted program, for what replace would reuse: where each relation's
+        # facts were stored, the relations it derived, its strata (rules, relations)
+        self._storage, self._derived, self._strata = program
+        self._values = values  # the dictionary's, slot per id
+        self._refs = refs
+        self._constants = constants  # the ids the snapshotted program pinned
+        self._max_iterations = max_iterations
+        self._optimize = optimize
+
+    @property
+    def max_iterations(self) -> int | None:
+        """The snapshotted engine's ``max_iterations`` (the default of ``from_snapshot``)."""
+        return self._max_iterations
+
+    @property
+    def optimize(self) -> bool:
+        """The snapshotted engine's ``optimize`` (the default of ``from_snapshot``)."""
+        return self._optimize
+
+    def arities(self) -> dict[str, int]:
+        """Relation -> arity, for every relation that may hold asserted facts (maybe none)."""
+        return {name: rows.arity for name, rows in self._facts.items()}
+
+    def __len__(self) -> int:
+        """Number of asserted facts."""
+        return sum(map(len, self._facts.values()))
+
+    def __repr__(self) -> str:
+        return f"<FactSnapshot of {len(self):,} facts in {len(self._facts)} relation(s)>"
+
+
 class Engine:
     """An incrementally maintained Datalog program (dialect v1, DESIGN.md §3).
 
     ``Engine(source)`` compiles the program and materializes it; ``update`` applies a batch
     of base-fact changes and returns the exact net change of every relation that changed.
-    Not thread-safe: callers serialize access (the service runs it on one event loop).
+    Not thread-safe: callers serialize access (the service runs it on one event loop), except
+    that :meth:`from_snapshot` may build a new engine in another thread meanwhile (a program
+    change off the owner thread: :meth:`snapshot`, :meth:`from_snapshot`, :meth:`warm`).
 
     Options (kept for the engine's lifetime, ``replace`` included):
 
@@ -162,19 +334,15 @@ class Engine:
         max_iterations: int | None = None,
         optimize: bool = True,
     ) -> None:
-        if max_iterations is not None:
-            if type(max_iterations) is not int:
-                raise TypeError(f"max_iterations must be an int or None, got {max_iterations!r}")
-            if max_iterations < 1:
-                raise ValueError(f"max_iterations must be at least 1, got {max_iterations}")
-        if type(optimize) is not bool:
-            raise TypeError(f"optimize must be a bool, got {optimize!r}")
+        _check_options(max_iterations, optimize)
         self._max_iterations = max_iterations
         self._optimize = optimize
         self._dictionary = Dictionary()
         self._arity: dict[str, int] = {}  # relations that only updates mention
         analysis = analyze(parse(source), on_demand)
         self._mat = Materialization(analysis, self._dictionary, optimize=optimize)
+        self._dictionary.pin(self._mat.constants)
+        self._dictionary.assigned.clear()
         with _gc_paused():
             self._mat.materialize_all(max_iterations)
 
@@ -197,6 +365,11 @@ class Engine:
         fact or retracting an absent one changes nothing. On any invalid relation name,
         arity or value the whole batch is rejected and nothing is applied.
 
+        Values that no asserted fact and no program constant holds any more once the batch
+        is applied are reclaimed by a later update (by batches of :data:`_RECLAIM_BATCH`):
+        memory follows the live facts, and ids stay below 2**32 however many distinct values
+        pass through.
+
         A large batch (:data:`LARGE_BATCH` rows or more) runs with Python's cyclic garbage
         collector paused: it allocates millions of objects that live on (index groups) or
         form no cycles (row tuples), which would otherwise trigger repeated collections that
@@ -208,9 +381,17 @@ class Engine:
         return self._update(insert, delete)
 
     def _update(self, insert: Facts | None, delete: Facts | None) -> dict[str, Change]:
+        dictionary = self._dictionary
+        if len(dictionary.dead) >= _RECLAIM_BATCH:
+            dictionary.reclaim()  # before encoding: new values reuse the freed ids
         arities: dict[str, int] = {}
-        removals = self._encode(delete or {}, "delete", arities, lookup_only=True)
-        additions = self._encode(insert or {}, "insert", arities, lookup_only=False)
+        try:
+            removals = self._encode(delete or {}, "delete", arities, lookup_only=True)
+            flats: dict[str, tuple[int, list[int]]] = {}
+            additions = self._encode(insert or {}, "insert", arities, False, flats)
+        except BaseException:
+            dictionary.rollback()  # the values this batch brought in: no fact holds them
+            raise
         mat = self._mat
         plus: dict[str, set[Row]] = {}
         minus: dict[str, set[Row]] = {}
@@ -242,7 +423,23 @@ class Engine:
                 self._arity[name] = arity
             mat.relation(name, arity)
         if not plus and not minus:
+            if dictionary.assigned:  # cannot happen: a new value's row is in ``plus``
+                dictionary.rollback()
             return {}
+        refs = dictionary.refs
+        for name, rows in plus.items():  # every new value is in a row of ``plus``
+            flat = flats.get(name)
+            if flat is not None and rows is additions[name] and len(rows) == flat[0]:
+                for ident in flat[1]:  # all the batch's rows are new and distinct
+                    refs[ident] += 1
+                continue
+            for row in rows:
+                for ident in row:
+                    refs[ident] += 1
+        if dictionary.assigned:
+            dictionary.assigned.clear()
+        if minus:
+            dictionary.release(minus.values())  # dead once applied: rules invent no values
         if not minus:
             affected = mat.bulk_strata(plus.keys())
             if affected is not None:
@@ -263,17 +460,26 @@ class Engine:
             mat.relations[name].insert(rows)
         plus.clear()  # the encoded rows can go: the relations hold the facts now
         changed.update(mat.materialize_strata(affected))
-        values = self._dictionary.values
+        era = self._dictionary.era
         return {
-            name: Change._encoded(rel.snapshot(), (), values)
+            name: Change._encoded(rel.snapshot(), (), era)
             for name in changed
             if not is_internal(name) and (rel := mat.relations[name])
         }
 
     def _encode(
-        self, facts: Facts, verb: str, arities: dict[str, int], lookup_only: bool
+        self,
+        facts: Facts,
+        verb: str,
+        arities: dict[str, int],
+        lookup_only: bool,
+        flats: dict[str, tuple[int, list[int]]] | None = None,
     ) -> dict[str, set[Row]]:
-        """Validate and encode a batch side; keys are storage relations."""
+        """Validate and encode a batch side; keys are storage relations.
+
+        ``flats`` receives, for relations encoded in bulk, the number of rows given and the
+        ids of their values in the order given.
+        """
         if not isinstance(facts, Mapping):
             raise InvalidValueError(f"{verb}: expected a mapping of relation name to rows")
         out: dict[str, set[Row]] = {}
@@ -289,21 +495,22 @@ class Engine:
                 raise InvalidValueError(f"{verb}[{name!r}]: expected an iterable of rows")
             rows = rows if type(rows) is list else list(rows)  # read an iterator only once
             fast = None
+            flat: list[list[int]] | None = [] if flats is not None else None
             if len(rows) < _FEW_ROWS:
                 pass  # row by row is cheaper than the set-up of the bulk path
             elif arity is None and isinstance(rows[0], (tuple, list)):
-                fast = dictionary.encode_many(rows, len(rows[0]), lookup_only)
+                _check_new_arity(name, len(rows[0]), f"{verb}[{name!r}][0]")
+                fast = dictionary.encode_many(rows, len(rows[0]), lookup_only, flat)
                 if fast is not None:
                     arities[name] = len(rows[0])
             elif arity is not None:
-                fast = dictionary.encode_many(rows, arity, lookup_only)
+                fast = dictionary.encode_many(rows, arity, lookup_only, flat)
             if fast is not None:
                 if fast:
                     storage = self._analysis.storage_for_facts(name)
-                    if storage in out:
-                        out[storage].update(fast)
-                    else:
-                        out[storage] = fast
+                    out[storage] = fast  # (a mapping names a relation once)
+                    if flats is not None and flat:
+                        flats[storage] = (len(rows), flat[-1])
                 continue
             encoded: set[Row] = set()
             where = f"{verb}[{name!r}]"
@@ -322,6 +529,7 @@ class Engine:
                         f"{where}[{i}]: expected a tuple of values, got {type(row).__name__}"
                     )
                 if arity is None:
+                    _check_new_arity(name, len(row), f"{where}[{i}]")
                     arity = arities[name] = len(row)
                 elif len(row) != arity:
                     raise ArityError(
@@ -369,26 +577,31 @@ class Engine:
             for user, storage in self._asserted_relations().items()
             if old.relations[storage] or user in analysis.relations
         }
-        for user, storage in asserted.items():
-            spec = analysis.relations.get(user)
-            arity = old.relations[storage].arity
-            if spec is not None and spec.arity != arity:
-                raise ArityError(
-                    f"relation {user} holds facts of arity {arity} but the new program uses "
-                    f"it with {spec.arity} argument(s)",
-                    spec.line,
-                    spec.column,
-                )
-        mat = Materialization(analysis, self._dictionary, optimize=self._optimize)
-        moves = {storage: analysis.storage_for_facts(user) for user, storage in asserted.items()}
-        with _gc_paused():
-            unchanged = mat.take_over(old, moves, self._max_iterations)  # old intact on error
+        _check_arities(
+            analysis, {user: old.relations[storage].arity for user, storage in asserted.items()}
+        )
+        dictionary = self._dictionary
         try:
-            changes = self._replace_changes(old, mat, unchanged)
+            mat = Materialization(analysis, dictionary, optimize=self._optimize)
         except BaseException:
-            mat.give_back()
+            dictionary.rollback()
+            raise
+        dictionary.pin(mat.constants)
+        dictionary.assigned.clear()
+        moves = {storage: analysis.storage_for_facts(user) for user, storage in asserted.items()}
+        try:
+            with _gc_paused():
+                unchanged = mat.take_over(old, moves, self._max_iterations)  # old intact on error
+            try:
+                changes = self._replace_changes(old, mat, unchanged)
+            except BaseException:
+                mat.give_back()
+                raise
+        except BaseException:
+            dictionary.unpin(mat.constants)
             raise
         self._mat = mat
+        dictionary.unpin(old.constants)
         self._arity = {
             user: mat.relations[moves[storage]].arity
             for user, storage in asserted.items()
@@ -396,11 +609,132 @@ class Engine:
         }
         return changes
 
+    # -- rebuilding elsewhere --------------------------------------------------------------
+
+    def snapshot(self) -> FactSnapshot:
+        """An immutable copy of the asserted facts, the values and the options.
+
+        Call it on the owner thread (like every other method). It copies the encoded facts
+        into flat arrays of ids and the dictionary's values and counts, in C-level passes that
+        build no row (0.1-0.2 s at drive scale 1.0, 1.2M facts: ``perf/bench_rebuild.py``).
+        Then :meth:`from_snapshot` may build the new engine in another thread, any number of
+        times; the snapshot does not follow later updates.
+        """
+        mat = self._mat
+        storage = self._asserted_relations()
+        facts = {user: mat.relations[name].copy() for user, name in storage.items()}
+        values, refs = self._dictionary.frozen()
+        program = (
+            storage,
+            frozenset(mat.analysis.rules_by_head),
+            frozenset((frozenset(s.rules), s.relations) for s in mat.analysis.strata),
+        )
+        return FactSnapshot(
+            facts, values, refs, mat.constants, self._max_iterations, self._optimize, program
+        )
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        source: str,
+        snapshot: FactSnapshot,
+        *,
+        on_demand: Iterable[str] = (),
+        max_iterations: int | _Default | None = SNAPSHOT,
+        optimize: bool | _Default = SNAPSHOT,
+    ) -> Engine:
+        """A new engine running ``source`` over ``snapshot``'s facts: ``replace`` elsewhere.
+
+        The result equals what ``replace(source, on_demand=on_demand)`` on the snapshotted
+        engine would have left (same relations, arities, contents, answers; an explanation
+        may show another of several derivations), with the snapshot's options unless given.
+        Raises as ``replace`` does (:class:`~rune.ivm.errors.DatalogSyntaxError` and the other
+        program errors, :class:`~rune.ivm.errors.ArityError` when a relation holding facts
+        is used with another arity, :class:`~rune.ivm.errors.IterationLimitError`), and
+        ``TypeError``/``ValueError`` for bad options.
+
+        ``max_iterations`` bounds the strata ``replace`` would recompute; the strata it would
+        move (same rules, inputs with the same rows) are computed unbounded. Pitfall: over a
+        derived relation recomputed to the same rows, ``replace`` moves the strata above it;
+        this cannot tell (the old derived rows are not in the snapshot) and bounds them.
+
+        Thread safety: it reads only ``snapshot`` (never changed) and builds new objects, so
+        it may run in a worker thread while the snapshotted engine keeps serving on its
+        owner thread (and changing: the snapshot does not follow). Pitfalls: it holds the
+        GIL for most of its time (pure Python; the longest C-level steps, on the largest
+        relations, take 0.1-0.2 s at drive scale 1.0), so the owner thread runs slower
+        meanwhile; and, as ``Engine(...)`` and ``replace``, it pauses Python's cyclic GC for
+        the whole process while it loads and evaluates, after which the first collection
+        traverses every object it made (unless the caller freezes them: docs/datalog.md).
+        """
+        if max_iterations is SNAPSHOT:
+            max_iterations = snapshot.max_iterations
+        if optimize is SNAPSHOT:
+            optimize = snapshot.optimize
+        _check_options(max_iterations, optimize)
+        analysis = analyze(parse(source), on_demand)
+        kept = {  # as replace: relations the program does not mention only if they hold facts
+            user: rows
+            for user, rows in snapshot._facts.items()
+            if len(rows) or user in analysis.relations
+        }
+        _check_arities(analysis, {user: rows.arity for user, rows in kept.items()})
+        engine = cls.__new__(cls)
+        engine._max_iterations = max_iterations
+        engine._optimize = optimize
+        # values no fact holds (the snapshotted program's constants only, say) are left out
+        dictionary, canon = Dictionary.restore(
+            snapshot._values, snapshot._refs, snapshot._constants
+        )
+        engine._dictionary = dictionary
+        mat = engine._mat = Materialization(analysis, dictionary, optimize=optimize)
+        dictionary.pin(mat.constants)
+        dictionary.assigned.clear()
+        ids = canon.__getitem__
+        mat.cooperative = True  # other threads run meanwhile: no long C-level frees
+        with _gc_paused():
+            for user, facts in kept.items():
+                rows = facts.rows(ids)  # built as the relation's indexes read them
+                mat.relation(analysis.storage_for_facts(user), facts.arity).insert(rows)
+            mat.materialize_all(max_iterations, *_as_replace(snapshot, kept, mat, ids))
+        mat.cooperative = False
+        engine._arity = {
+            user: rows.arity for user, rows in kept.items() if analysis.relations.get(user) is None
+        }
+        return engine
+
+    def warm(
+        self, relations: Iterable[str], *, lookups: Iterable[tuple[str, Sequence[int]]] = ()
+    ) -> None:
+        """Compile now what the first ``contains`` of ``relations`` (and the first ``lookup``
+        with the columns of ``lookups`` bound) would compile: on-demand plans, ordered by the
+        data, and the indexes they read, built. Answers are unchanged; only the first call
+        after it is faster. Meant for a new engine before it replaces a serving one (in the
+        worker thread that built it, before the swap): on the engine in use, it is a call
+        like any other (owner thread only). Unknown relations raise
+        :class:`~rune.ivm.errors.UnknownRelationError`; columns out of range ``ValueError``.
+        """
+        mat = self._mat
+        for name in relations:
+            arity = self._check_relation(name)
+            mat.checker(name)
+            if mat.is_on_demand(name):
+                mat.prepare_demand(name, tuple(range(arity)), exists=True)
+        for name, columns in lookups:
+            arity = self._check_relation(name)
+            cols = tuple(sorted(set(columns)))
+            if any(type(c) is not int or not 0 <= c < arity for c in cols):
+                raise ValueError(f"columns of {name} are 0..{arity - 1}, got {columns!r}")
+            if mat.is_on_demand(name):
+                mat.prepare_demand(name, cols, exists=False)
+            elif name in mat.relations and 0 < len(cols) < arity:
+                mat.relations[name].index(cols)
+
     def _replace_changes(
         self, old: Materialization, mat: Materialization, unchanged: set[str]
     ) -> dict[str, Change]:
         changes: dict[str, Change] = {}
-        values = self._dictionary.values
+        era = self._dictionary.era
         for name in {*old.user_relations(), *mat.user_relations()}:
             if name in unchanged or old.is_on_demand(name) or mat.is_on_demand(name):
                 continue
@@ -411,7 +745,7 @@ class Engine:
             added = after_rows - before_rows
             removed = before_rows - after_rows
             if added or removed:
-                changes[name] = Change._encoded(added, removed, values)
+                changes[name] = Change._encoded(added, removed, era)
         return changes
 
     def _asserted_relations(self) -> dict[str, str]:
@@ -501,8 +835,9 @@ class Engine:
         ):
             return iter(())
         row, cols = encoded
-        decode = self._dictionary.values
-        return (tuple(decode[i] for i in r) for r in list(self._mat.lookup(relation, cols, row)))
+        value = self._dictionary.values.__getitem__
+        # decoded now: ids may be reused by a later update before the caller iterates
+        return iter([tuple(map(value, r)) for r in self._mat.lookup(relation, cols, row)])
 
     def explain(self, relation: str, values: Sequence[Value]) -> Derivation | Absence:
         """Why ``values`` is (a derivation tree) or is not (the rules tried) in ``relation``."""
@@ -537,9 +872,9 @@ class Engine:
         return decode_rows(rows, self._dictionary.values)
 
     def _changes(self, deltas: dict[str, Delta]) -> dict[str, Change]:
-        values = self._dictionary.values
+        era = self._dictionary.era
         return {
-            name: Change._encoded(d.plus, d.minus, values)
+            name: Change._encoded(d.plus, d.minus, era)
             for name, d in deltas.items()
             if not is_internal(name) and d
         }

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any
 
-from rune.ivm.analysis import Analysis, Stratum, is_internal
+from rune.ivm.analysis import MAX_ARITY, Analysis, Stratum, is_internal
 from rune.ivm.errors import IterationLimitError
 from rune.ivm.plan import Access, Plan, compile_plan
 from rune.ivm.store import (
@@ -36,6 +36,7 @@ from rune.ivm.store import (
     OldRowsView,
     Relation,
     Row,
+    drain,
     item_function,
     unpack,
 )
@@ -150,7 +151,7 @@ def _source_relation(plan: Plan) -> str:
     return atom.relation
 
 
-def _encode_constants(rule: Rule, dictionary: Dictionary) -> None:
+def _encode_constants(rule: Rule, dictionary: Dictionary, out: set[int]) -> None:
     for atom in (rule.head, *rule.body):
         terms = (
             (atom.left, atom.right)
@@ -161,7 +162,7 @@ def _encode_constants(rule: Rule, dictionary: Dictionary) -> None:
         )
         for term in terms:
             if isinstance(term, Const):
-                dictionary.encode(term.value)
+                out.add(dictionary.encode(term.value))
 
 
 def _literal_relation(lit: object) -> str | None:
@@ -197,11 +198,16 @@ class Materialization:
         self.analysis = analysis
         self.dictionary = dictionary
         self.optimize = optimize
+        self.cooperative = False
+        """Bulk evaluation frees its large temporaries item by item (see ``store.drain``)."""
         self.on_demand = frozenset(n for n, spec in analysis.relations.items() if spec.on_demand)
         counted = {s.relations[0] for s in analysis.strata if not s.recursive}
+        constants: set[int] = set()
         for rules in analysis.rules_by_head.values():  # constants get ids before any lookup
             for rule in rules:
-                _encode_constants(rule, dictionary)
+                _encode_constants(rule, dictionary, constants)
+        self.constants = frozenset(constants)
+        """Ids of the program's constants: the engine pins them (see ``values.Dictionary``)."""
         self.primaries = _choose_primaries(analysis, dictionary, optimize)
         self.relations: dict[str, Relation] = {
             name: Relation(name, spec.arity, counted=name in counted, primary=self.primary(name))
@@ -220,6 +226,7 @@ class Materialization:
         self._demand_plans: dict[
             tuple[str, tuple[int, ...], bool], list[tuple[Any, tuple[Any, ...]]]
         ] = {}
+        self._demand_reads: dict[tuple[str, tuple[int, ...], bool], list[Access]] = {}
         self._deltas: dict[str, Delta] = {}
         self._views: dict[tuple[Any, ...], Any] = {}
         # take_over: relations moved from the old materialization -> (relation, old name,
@@ -298,15 +305,43 @@ class Materialization:
 
     # -- bulk ------------------------------------------------------------------------------------
 
-    def materialize_all(self, max_iterations: int | None = None) -> None:
+    def materialize_all(
+        self,
+        max_iterations: int | None = None,
+        reused: Callable[[Stratum, set[str]], bool] | None = None,
+        before: Callable[[str], tuple[int, Iterable[Row]] | None] | None = None,
+    ) -> None:
         """Compute every materialized derived relation from the base relations.
 
         With ``max_iterations``, a recursive stratum still deriving new tuples after that many
         semi-naive rounds raises :class:`IterationLimitError`, leaving this materialization
         half computed: the caller discards it.
+
+        ``reused`` and ``before`` mimic :meth:`take_over` (``Engine.from_snapshot``): a stratum
+        for which ``reused(stratum, same)`` holds, ``same`` being the relations known to hold
+        the rows they held before, is one ``take_over`` would have moved: it is not bounded,
+        and its relations join ``same``. So do the relations of a computed stratum whose rows
+        equal ``before(relation)`` (their number and the rows; ``None``: unknown).
         """
+        same: set[str] = set()
         for sp in self.strata:
+            own = sp.stratum.relations
+            if reused is not None and reused(sp.stratum, same):
+                self._materialize(sp, None)
+                same.update(own)
+                continue
             self._materialize(sp, max_iterations)
+            if before is not None:
+                for r in own:
+                    old = before(r)
+                    rel = self.relations[r]
+                    if old is not None and old[0] == len(rel) and all(x in rel for x in old[1]):
+                        same.add(r)
+
+    def stratum_inputs(self, stratum: Stratum) -> set[str]:
+        """Relations the rules of ``stratum`` read, its own excepted."""
+        inputs = {_literal_relation(lit) for rule in stratum.rules for lit in rule.body}
+        return {r for r in inputs if r is not None} - set(stratum.relations)
 
     def bulk_strata(self, names: Iterable[str]) -> list[_StratumPlans] | None:
         """The strata that inserting into relations ``names`` affects, if a bulk load fits.
@@ -343,8 +378,11 @@ class Materialization:
             for plan in sp.full:
                 self._run(plan, None, seeds[plan.rule.head.relation])
             if sp.linear:
-                for r, rows in self._fixpoint(sp, seeds, max_iterations).items():
+                stored = self._fixpoint(sp, seeds, max_iterations)
+                for r, rows in stored.items():
                     self.relations[r].insert(rows)
+                    if self.cooperative:
+                        drain(rows)
             else:
                 self._propagate(sp, seeds, max_iterations, track=False)
         else:
@@ -354,6 +392,8 @@ class Materialization:
             rel = self.relations[sp.stratum.relations[0]]
             rel.insert(counts)
             rel.counts = {row: n for row, n in counts.items() if n != 1}
+            if self.cooperative:
+                drain(counts)
         self._views = {}
 
     def take_over(
@@ -661,13 +701,16 @@ class Materialization:
         ready = self._demand_plans.get(key)
         if ready is None:
             ready = []
+            reads: list[Access] = []
             for plan in self._demand_plans_for(name, cols, exists):
                 self._prepare_indexes(plan)
                 self._read_by_plans.update(a.relation for a in plan.accesses)
                 # on-demand plans always read the current version: views are live, resolve once
                 views = tuple(self._view(a, old=False) for a in plan.accesses)
                 ready.append((plan.fn, views))
+                reads.extend(plan.accesses)
             self._demand_plans[key] = ready
+            self._demand_reads[key] = reads
         if not run:
             return None
         if exists:
@@ -676,6 +719,27 @@ class Materialization:
         for fn, views in ready:
             fn(None, out, head, *views)
         return out.keys()
+
+    def prepare_demand(self, name: str, cols: tuple[int, ...], exists: bool) -> None:
+        """Compile the plans :meth:`demand` would run for these arguments, and those of the
+        on-demand relations they read (as :class:`_DemandView` would at their first use)."""
+        todo = [(name, cols, exists)]
+        seen = set()
+        while todo:
+            key = todo.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            self.demand(key[0], key[1], None, key[2], run=False)  # compiled once
+            for access in self._demand_reads[key]:
+                if not self.is_on_demand(access.relation):
+                    continue
+                if access.kind == "index":
+                    todo.append((access.relation, access.cols, False))
+                else:  # a membership test or a scan
+                    arity = self.analysis.relations[access.relation].arity
+                    todo.append((access.relation, _ALL_COLUMNS[arity], True))
+                    todo.append((access.relation, (), False))
 
     def _demand_plans_for(self, name: str, cols: tuple[int, ...], exists: bool) -> list[Plan]:
         """Plans of on-demand relation ``name``'s rules with ``cols`` bound, ordered by the data.
@@ -852,7 +916,7 @@ def check(values):
         return self.analysis.rules_by_head.get(name, [])
 
 
-_ALL_COLUMNS = [tuple(range(n)) for n in range(64)]
+_ALL_COLUMNS = [tuple(range(n)) for n in range(MAX_ARITY + 1)]
 
 
 class _DemandView:

@@ -4,7 +4,8 @@ For a present tuple, :func:`explain` returns a :class:`Derivation`: one well-fou
 derivation tree (a rule instance whose positive body tuples are explained in turn, never
 through a tuple already on the path, so recursion always bottoms out in asserted or program
 facts). For an absent tuple it returns an :class:`Absence`: every rule for the relation with
-the first body literal (in source order) at which no assignment survived.
+the first body literal (in source order, a comparison or negated atom taken as soon as the
+atoms binding its variables are) at which no assignment survived.
 
 This is a diagnostic path, not a hot one: it interprets rules instead of running compiled
 plans, and bounds its search (``MAX_STEPS``).
@@ -320,7 +321,8 @@ class _Explainer:
                 out.append(Attempt(str(shown), rule.line, rule.column, "head", -1, reason))
                 continue
             bindings = [binding]
-            for k, lit in enumerate(body):
+            for k in _check_order(body, set(binding)):
+                lit = body[k]
                 survivors = []
                 for b in bindings:
                     for sb, _ in self._solve(rule, [k], b, [None] * len(body)):
@@ -342,6 +344,30 @@ class _Explainer:
                     break
                 bindings = survivors
         return out
+
+
+def _check_order(body: tuple[Literal, ...], bound: set[str]) -> list[int]:
+    """Body literals in source order, except that a comparison or negated atom comes right
+    after the atoms that bind its variables (``bound``: those the head binds)."""
+    order: list[int] = []
+    waiting: list[int] = []
+
+    def ready(lit: Literal) -> bool:
+        terms = (lit.left, lit.right) if isinstance(lit, Comparison) else lit.atom.args  # type: ignore[union-attr]
+        return all(t.name in bound for t in terms if isinstance(t, Var) and not t.anonymous)
+
+    for k, lit in enumerate(body):
+        if isinstance(lit, Atom):
+            order.append(k)
+            bound.update(v.name for v in lit.variables if not v.anonymous)
+            now = [j for j in waiting if ready(body[j])]
+            order.extend(now)
+            waiting = [j for j in waiting if j not in now]
+        elif ready(lit):
+            order.append(k)
+        else:
+            waiting.append(k)
+    return order + waiting
 
 
 def _unify(atom: Atom, row: Row, binding: dict[str, int], mat: Materialization) -> bool:

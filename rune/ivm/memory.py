@@ -3,15 +3,20 @@
 Sizes come from ``sys.getsizeof`` of every object the engine keeps: the containers (sets,
 dicts, index groups, including their hash tables and spare capacity), row tuples (relations of
 arity 0 and 1), items that are tuples, packed multi-column keys, derivation counts, and the
-dictionary (values, their ids and the id map). Ids are the dictionary's own int objects,
-shared by every row and index that holds them, so each is counted once, with the dictionary.
-Small integers below 257 are shared by CPython and are not counted.
+dictionary (values, their ids, the id map, reference counts and free ids). Ids are the
+dictionary's own int objects, shared by every row and index that holds them, so each is
+counted once, with the dictionary. Small integers below 257 are shared by CPython and are not
+counted. Dictionary figures: ``dictionary_values`` live values, ``dictionary_dead`` values no
+fact holds any more and not reclaimed yet, ``dictionary_ids`` id slots, ``dictionary_free``
+of them free for reuse.
 """
 
 from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING
+
+from rune.ivm.values import FREED
 
 if TYPE_CHECKING:
     from rune.ivm.evaluate import Materialization
@@ -43,14 +48,19 @@ def measure(mat: Materialization, dictionary: Dictionary) -> dict[str, int]:
                 container_bytes += getsize(group)
                 if idx.arity - len(idx.cols) > 1:  # items are tuples
                     row_bytes += sum(map(getsize, group))
-    dictionary_bytes = getsize(dictionary.values) + getsize(dictionary._ids)
-    dictionary_bytes += sum(map(getsize, dictionary.values))
+    values = dictionary.values
+    dictionary_bytes = getsize(values) + getsize(dictionary._ids) + getsize(dictionary.refs)
+    dictionary_bytes += getsize(dictionary.free) + getsize(dictionary.dead)
+    dictionary_bytes += sum(getsize(v) for v in values if v is not FREED)
     dictionary_bytes += sum(getsize(i) for i in dictionary._ids.values() if i > 256)
     total = row_bytes + container_bytes
     return {
         "tuples": tuples,
         "index_entries": index_entries,
-        "dictionary_values": len(dictionary),
+        "dictionary_values": dictionary.live(),
+        "dictionary_ids": len(values),
+        "dictionary_free": len(dictionary.free),
+        "dictionary_dead": len(dictionary) - dictionary.live(),
         "row_bytes": row_bytes,
         "container_bytes": container_bytes,
         "dictionary_bytes": dictionary_bytes,

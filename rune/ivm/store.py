@@ -32,10 +32,11 @@ caller applies it afterwards.
 from __future__ import annotations
 
 import weakref
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache
-from itertools import chain
+from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -47,6 +48,7 @@ __all__ = [
     "OldRowsView",
     "Relation",
     "Row",
+    "RowsCopy",
     "item_code",
     "item_function",
     "key_code",
@@ -226,10 +228,32 @@ class GroupMap(dict[Any, Any]):
 BULK_ROWS = 256
 """Inserting more rows than this into an empty relation builds its indexes in one pass."""
 
+COMPACT_ROWS = 4096
+"""Relations that never held this many rows are not compacted (see ``Relation.compact``)."""
+
 
 @cache
 def _ops(arity: int, cols: tuple[int, ...], limit: int) -> _Ops:
     return _Ops(arity, cols, limit)
+
+
+DRAIN_MIN = 65_536
+"""Containers of fewer items are freed at once by :func:`drain` (see there)."""
+
+
+def drain(container: set[Any] | dict[Any, Any] | list[Any]) -> None:
+    """Empty a large container item by item, in a Python loop.
+
+    Freeing a set of a million rows is one C-level pass that holds the GIL throughout
+    (hundreds of milliseconds: every row tuple is deallocated); a Python loop lets other
+    threads run every few milliseconds. Slower (a loop iteration per item): only for work
+    done off the owner thread (``Engine.from_snapshot``).
+    """
+    if len(container) < DRAIN_MIN:
+        return
+    pop = container.popitem if isinstance(container, dict) else container.pop
+    for _ in range(len(container)):
+        pop()
 
 
 def item_function(arity: int, cols: tuple[int, ...]) -> Callable[[Row], Any]:
@@ -300,6 +324,7 @@ class Relation:
     """
 
     __slots__ = (
+        "_peak",
         "_rows",
         "_size",
         "_snapshots",
@@ -324,6 +349,7 @@ class Relation:
         self.counts: dict[Row, int] = {}
         self.indexes: dict[tuple[int, ...], Index] = {}
         self._size = 0
+        self._peak = 0  # most rows held since the containers were last compacted
         self._snapshots: list[weakref.ref[Snapshot]] = []
         if arity >= 2:
             self.primary: tuple[int, ...] | None = primary or (0,)
@@ -389,10 +415,14 @@ class Relation:
             shift = KEY_BITS * (len(cols) - 1 - cols.index(col))
             return len({k >> shift & _MASK for k in idx.map})
         rest = [p for p in range(self.arity) if p not in cols]
-        items = chain.from_iterable(idx.map.values())
-        if len(rest) == 1:
-            return len(set(items))
-        return len(set(map(itemgetter(rest.index(col)), items)))
+        items: Iterator[Any] = chain.from_iterable(idx.map.values())
+        if len(rest) > 1:
+            items = map(itemgetter(rest.index(col)), items)
+        seen: set[Any] = set()
+        add = seen.update
+        for part in iter(lambda: list(islice(items, DRAIN_MIN)), []):
+            add(part)  # by parts: other threads run between them (one part: ~10 ms)
+        return len(seen)
 
     def count(self, row: Row) -> int:
         """Number of derivations of ``row`` (counted relations; 0 if absent)."""
@@ -424,7 +454,7 @@ class Relation:
         if self._rows is not None:
             self._rows.update(rows)
             return
-        if not isinstance(rows, (list, tuple, set, frozenset, dict)):
+        if not isinstance(rows, (list, tuple, set, frozenset, dict, Snapshot)):
             rows = list(rows)
         if not self._size and len(rows) > BULK_ROWS:  # a bulk load: every index at once
             indexes = list(self.indexes.values())
@@ -440,13 +470,39 @@ class Relation:
     def snapshot(self) -> Snapshot:
         """The rows stored now, unaffected by later changes (see :class:`Snapshot`)."""
         if self._rows is not None:
-            snap = Snapshot(self._rows, iter, len(self._rows))
+            snap = Snapshot(self._rows, iter, len(self._rows), self.arity)
         else:
             assert self.primary is not None
             idx = self.indexes[self.primary]
-            snap = Snapshot(idx.map, idx.ops.rows, self._size)
+            snap = Snapshot(idx.map, idx.ops.rows, self._size, self.arity)
         self._snapshots.append(weakref.ref(snap))
         return snap
+
+    def copy(self) -> RowsCopy:
+        """The rows stored now, copied into flat arrays of ids (C-level passes; no row built).
+
+        Unlike :meth:`snapshot`, the copy shares no mutable object with the relation: it may
+        be read in another thread while the relation changes. Arrays hold no Python object,
+        so the garbage collector never traverses them (a list of a million ids costs a
+        collection tens of milliseconds, every time it looks at it while it is young).
+        """
+        rows = self._rows
+        if rows is not None:
+            if self.arity == 0:
+                return RowsCopy(0, (), array("L"), None, array("L", [len(rows)]))
+            return RowsCopy(1, (), array("L", chain.from_iterable(rows)), None, array("L"))
+        assert self.primary is not None
+        idx = self.indexes[self.primary]
+        m = idx.map
+        groups = m.values()
+        items = chain.from_iterable(groups)
+        if self.arity - len(idx.cols) > 1:  # items are tuples of ids
+            items = chain.from_iterable(items)
+        n = len(idx.cols)
+        keys: array[int] | list[int] = (
+            array("L" if n == 1 else "Q", m.keys()) if n <= 2 else list(m.keys())
+        )
+        return RowsCopy(self.arity, idx.cols, array("L", items), keys, array("L", map(len, groups)))
 
     def _freeze_snapshots(self) -> None:
         """Before a change: snapshots still held copy the rows they stand for."""
@@ -475,7 +531,11 @@ class Relation:
         return added
 
     def remove(self, rows: Iterable[Row]) -> None:
-        """Remove rows that are present (and forget their counts)."""
+        """Remove rows that are present (and forget their counts).
+
+        Once the relation holds less than a quarter of the most rows it held (and that was
+        at least :data:`COMPACT_ROWS`), its containers are compacted (:meth:`compact`).
+        """
         if not rows:
             return
         if self._snapshots:
@@ -486,12 +546,47 @@ class Relation:
             pop = self.counts.pop
             for row in rows:
                 pop(row, None)
-        if self._rows is not None:
-            self._rows.difference_update(rows)
-            return
-        self._size -= len(rows)
+        stored = self._rows
+        if stored is not None:
+            size = len(stored)
+            stored.difference_update(rows)
+            left = len(stored)
+        else:
+            size = self._size
+            left = self._size = size - len(rows)
+            for idx in self.indexes.values():
+                idx.ops.remove(idx.map, rows)
+        if size > self._peak:  # sizes only grow between removals: the most since the last
+            self._peak = size
+        if left * 4 < self._peak and self._peak >= COMPACT_ROWS:
+            self.compact()
+
+    def compact(self) -> None:
+        """Rebuild the containers in place (same objects) at the size of what they hold.
+
+        Dicts and sets never shrink when entries are removed, only when entries are added
+        past their capacity; a relation emptied by retractions would otherwise keep the
+        memory of its largest size. Set groups are rebuilt too (lists when small again).
+        One pass over the rows; :meth:`remove` calls it after a quarter of the peak is left.
+        """
+        rows = self._rows
+        if rows is not None:
+            live = rows.copy()
+            rows.clear()
+            rows.update(live)
         for idx in self.indexes.values():
-            idx.ops.remove(idx.map, rows)
+            m = idx.map
+            groups = dict(m)
+            for k, g in groups.items():
+                if g.__class__ is set:
+                    groups[k] = list(g) if len(g) <= idx.limit else set(g)
+            m.clear()
+            m.update(groups)
+        if self.counts:
+            counts = self.counts.copy()
+            self.counts.clear()
+            self.counts.update(counts)
+        self._peak = len(self)
 
     def clear(self) -> None:
         if self._snapshots:
@@ -513,12 +608,15 @@ class Snapshot:
     nothing unless read after a later update, and then one copy of the ids.
     """
 
-    __slots__ = ("__weakref__", "_data", "_len", "_rows")
+    __slots__ = ("__weakref__", "_data", "_len", "_rows", "arity")
 
-    def __init__(self, data: Any, rows: Callable[[Any], Iterator[Row]], size: int) -> None:
+    def __init__(
+        self, data: Any, rows: Callable[[Any], Iterator[Row]], size: int, arity: int
+    ) -> None:
         self._data = data
         self._rows = rows
         self._len = size
+        self.arity = arity
 
     def __len__(self) -> int:
         return self._len
@@ -531,7 +629,66 @@ class Snapshot:
         if isinstance(data, (set, frozenset)):
             self._data = frozenset(data)
         else:
-            self._data = {k: tuple(g) for k, g in data.items()}
+            self._data = dict(zip(data.keys(), map(tuple, data.values()), strict=True))
+
+
+class RowsCopy:
+    """Rows of a relation copied by :meth:`Relation.copy`: immutable ids in flat arrays.
+
+    With key columns ``cols``: ``keys`` the index keys (packed as :func:`pack` does),
+    ``sizes`` how many items each key's group had, ``items`` the ids of all the items, group
+    after group. Without (arity 0 and 1): ``items`` the ids of the rows (``sizes[0]`` the
+    number of rows of arity 0).
+    """
+
+    __slots__ = ("arity", "cols", "items", "keys", "sizes")
+
+    def __init__(
+        self,
+        arity: int,
+        cols: tuple[int, ...],
+        items: array[int],
+        keys: array[int] | list[int] | None,
+        sizes: array[int],
+    ) -> None:
+        self.arity = arity
+        self.cols = cols
+        self.items = items
+        self.keys = keys
+        self.sizes = sizes
+
+    def __len__(self) -> int:
+        if self.arity == 0:
+            return self.sizes[0] if self.sizes else 0
+        return len(self.items) // (self.arity - len(self.cols))
+
+    def rows(self, ids: Callable[[int], int]) -> Snapshot:
+        """The rows (built as iterated), each id ``i`` replaced by ``ids(i)`` (the canonical
+        int objects of the dictionary the rows are for)."""
+        return Snapshot(ids, self._rows, len(self), self.arity)
+
+    def _rows(self, ids: Callable[[int], int]) -> Iterator[Row]:
+        arity, cols = self.arity, self.cols
+        if arity == 0:
+            return iter([()] * len(self))
+        if not self.items:
+            return iter(())
+        if not cols:
+            return zip(map(ids, self.items))
+        width = arity - len(cols)
+        rest = [p for p in range(arity) if p not in cols]
+        columns: dict[int, Iterable[int]] = {
+            p: map(ids, self.items[j::width]) for j, p in enumerate(rest)
+        }
+        assert self.keys is not None
+        if len(cols) == 1:
+            key_columns: list[Iterable[int]] = [map(ids, self.keys)]
+        else:
+            unpacked = (unpack(k, len(cols)) for k in self.keys)
+            key_columns = [map(ids, c) for c in zip(*unpacked, strict=True)]
+        for p, column in zip(cols, key_columns, strict=True):
+            columns[p] = chain.from_iterable(map(repeat, column, self.sizes))
+        return zip(*(columns[p] for p in range(arity)), strict=True)
 
 
 class Delta:

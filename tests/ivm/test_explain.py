@@ -103,3 +103,19 @@ def _check_tree(eng: Engine, tree: Derivation) -> None:
     assert eng.contains(tree.relation, tree.values)
     for child in tree.children:
         _check_tree(eng, child)
+
+
+def test_absence_checks_a_comparison_or_negation_once_its_variables_are_bound() -> None:
+    """Written before the atom that binds its variable, the literal used to crash explain."""
+    eng = Engine("p(X) :- Y < 5, q(X, Y).\nr(X) :- !s(X, Y), q(X, Y), Y > 8.")
+    eng.update(insert={"q": [(7, 9), (3, 6)], "s": [(3, 6)]})
+    absent = eng.explain("p", (3,))
+    assert not absent.present
+    assert [(a.failed, a.literal_index) for a in absent.attempts] == [("Y < 5", 0)]
+    assert [(a.failed, a.literal_index) for a in eng.explain("p", (1,)).attempts] == [
+        ("q(1, Y)", 1)
+    ]
+    assert [(a.failed, a.literal_index) for a in eng.explain("r", (3,)).attempts] == [
+        ("!s(3, Y)", 0)
+    ]
+    assert eng.explain("r", (7,)).present

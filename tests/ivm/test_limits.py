@@ -284,7 +284,7 @@ def _everything(eng: Engine) -> dict[str, Any]:
 
 
 def _sizes(eng: Engine) -> dict[str, int]:
-    """Stored tuples, index entries and their bytes (the dictionary aside: it only grows)."""
+    """Stored tuples, index entries and their bytes (the dictionary aside)."""
     return {k: v for k, v in eng.stats().items() if not k.startswith(("dict", "bytes"))}
 
 
@@ -393,3 +393,56 @@ def test_any_failure_during_replace_keeps_the_old_engine(
     assert _sizes(eng) == sizes
     assert eng._mat.relations["edge"].name == "edge"
     _check_same_as_fresh(eng)
+
+
+# -- arity limit ------------------------------------------------------------------------------
+
+
+def _vars(n: int) -> str:
+    return ", ".join(f"X{i}" for i in range(n))
+
+
+def test_relations_of_the_largest_arity_work_everywhere() -> None:
+    """64 columns: stored, on demand (checks compile per column count), lookups, explain."""
+    n = rune.ivm.analysis.MAX_ARITY
+    eng = Engine(f".on_demand w.\nw({_vars(n)}) :- b({_vars(n)}).\nc({_vars(n)}) :- b({_vars(n)}).")
+    row = tuple(f"v{i}" for i in range(n))
+    other = tuple(f"o{i}" for i in range(n))
+    eng.update(insert={"b": [row, other]})
+    for rel in ("b", "c", "w"):
+        assert eng.contains(rel, row) and eng.contains(rel, other)
+        assert not eng.contains(rel, (*row[:-1], "o0"))
+        assert set(eng.lookup(rel, (row[0], *[None] * (n - 1)))) == {row}
+        assert eng.query(rel) == {row, other}
+    assert eng.explain("w", row).present
+    wide = tuple(range(n))  # a relation only updates mention, bulk path (many rows)
+    eng.update(insert={"u": [tuple(range(k, k + n)) for k in range(20)]})
+    assert eng.arity("u") == n and eng.contains("u", wide)
+
+
+def test_a_wider_atom_is_an_arity_error_at_its_place() -> None:
+    n = rune.ivm.analysis.MAX_ARITY + 1
+    with pytest.raises(
+        rune.ivm.ArityError, match=r"has 65 arguments, more than the limit of 64"
+    ) as info:
+        Engine(f"p(X0) :- q(X0).\n\nr(X0) :-  b({_vars(n)}).")
+    assert (info.value.line, info.value.column) == (3, 11)
+    with pytest.raises(rune.ivm.ArityError) as info:
+        Engine(f"w({_vars(n)}).".replace("X", "1"))  # a program fact
+    assert (info.value.line, info.value.column) == (1, 1)
+
+
+@pytest.mark.parametrize("rows", [1, 20], ids=["row path", "bulk path"])
+def test_a_wider_update_is_rejected_naming_the_relation(rows: int) -> None:
+    n = rune.ivm.analysis.MAX_ARITY + 1
+    eng = Engine(PATHS)
+    eng.update(insert={"edge": [("a", "b")]})
+    before = (eng.query("edge"), eng.query("path"), eng.stats()["dictionary_values"])
+    wide = [tuple(f"w{k}_{i}" for i in range(n)) for k in range(rows)]
+    with pytest.raises(
+        rune.ivm.ArityError,
+        match=r"insert\['wide'\].*relation wide would have 65 columns, more than the limit of 64",
+    ):
+        eng.update(insert={"edge": [("b", "c")], "wide": wide})
+    assert eng.arity("wide") is None
+    assert (eng.query("edge"), eng.query("path")) == before[:2]

@@ -30,11 +30,13 @@ IDS = st.integers(min_value=0, max_value=5)  # few ids: groups fill up and share
 
 @contextmanager
 def tiny_groups(limit: int = 2, bulk: int = 2) -> Iterator[None]:
-    """A group limit small enough for random data to cross it (list -> set), and inserts of
-    more than ``bulk`` rows into an empty relation take the one-pass build."""
+    """A group limit small enough for random data to cross it (list -> set), inserts of
+    more than ``bulk`` rows into an empty relation take the one-pass build, and relations
+    that shrink to a quarter of their peak are compacted."""
     with (
         mock.patch.object(store, "BULK_ROWS", bulk),
         mock.patch.object(store, "GROUP_LIMIT", limit),
+        mock.patch.object(store, "COMPACT_ROWS", 2),  # removals compact the containers
     ):
         yield
 

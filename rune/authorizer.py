@@ -18,17 +18,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from rune.errors import RuneError
 from rune.ivm.values import EntityRef
 from rune.policies import builtins as B
-from rune.policies.bundle import Bundle, compile_bundle, datalog_error, datalog_source
+from rune.policies.bundle import (
+    Bundle,
+    build_bundle,
+    compile_bundle,
+    datalog_error,
+    datalog_source,
+)
 from rune.policies.cache import CacheStats, DecisionCache
 from rune.policies.decide import Counters, Outcome, State, decide
 from rune.policies.decision import Decision, Watermark
 from rune.policies.entities import EntityStore
-from rune.policies.errors import EventError, RequestError, StaleBundleError
+from rune.policies.errors import BundleError, EventError, RequestError, StaleBundleError
 from rune.policies.events import plan
 from rune.policies.lookup import MAX_CANDIDATES, Page, lookup
 from rune.policies.requests import (
@@ -43,7 +50,7 @@ from rune.policies.slice import FragmentMemo
 from rune.policies.uids import is_entity_type, parse_uid
 from rune.policies.views import ChangeLike, Views
 
-__all__ = ["NO_BUNDLE", "Authorizer"]
+__all__ = ["NO_BUNDLE", "WARM_RELATIONS", "Authorizer", "BundleJob", "PreparedBundle"]
 
 NO_BUNDLE: Final = "no active bundle"
 """The ``error`` of every decision made while no policy bundle is active."""
@@ -53,6 +60,8 @@ EngineFactory = Callable[[str], Views]
 _SLICE_RELATIONS: Final = (B.ENTITY_IN, B.HAS_MEMBERS)
 """Relations the Cedar slices read (besides the entity store)."""
 _MAX_PRECISE_ROWS: Final = 4096
+WARM_RELATIONS: Final = (B.ALLOW, B.DENY, B.ENTITY_IN, B.HAS_MEMBERS)
+"""Relations a new engine compiles and indexes before it serves (decisions read them)."""
 """Above this many changed rows of those, the slice memo is cleared instead of picked."""
 
 
@@ -85,6 +94,8 @@ class Authorizer:
         self._factory: EngineFactory = engine_factory or _default_engine
         self._source = datalog_source("")
         """The program the engine runs (a bundle with the same Datalog skips recompiling)."""
+        self._generation = 0
+        """Counts fact updates (a prepared bundle must be activated over the facts it saw)."""
         self._engine = self._factory(self._source)
         self._store = EntityStore()
         self._bundle: Bundle | None = None
@@ -207,6 +218,63 @@ class Authorizer:
             },
         }
 
+    def bundle_job(self, bundle: Mapping[str, Any]) -> BundleJob:
+        """The work of activating ``bundle``, split so the costly part runs off this thread:
+        ``job = az.bundle_job(raw)`` (here: the stale check and, when the bundle's Datalog
+        differs from the running program, a snapshot of the facts), ``prepared = job.run()``
+        (any thread: validation, Cedar, the new materialization and its warm-up; this
+        authorizer keeps deciding meanwhile), ``az.activate(prepared)`` (here: the swap).
+
+        Pitfall: ``activate`` refuses a job when facts changed after ``bundle_job`` (the new
+        views would miss them): the caller holds fact events back in between.
+        """
+        active = self.policy_version
+        version = bundle.get("version") if isinstance(bundle, Mapping) else None
+        if (
+            active is not None
+            and isinstance(version, int)
+            and not isinstance(version, bool)
+            and version <= active
+        ):
+            raise StaleBundleError(
+                f"version {version} is not higher than the active version {active}", "version"
+            )
+        raw = dict(bundle) if isinstance(bundle, Mapping) else bundle
+        datalog = raw.get("datalog", "") if isinstance(raw, dict) else None
+        same = isinstance(datalog, str) and datalog_source(datalog) == self._source
+        snapshot = None if same else self._engine.snapshot()
+        return BundleJob(raw, snapshot, self._source, self._generation, self._factory)
+
+    def activate(self, prepared: PreparedBundle) -> dict[str, Any]:
+        """Swap in a bundle prepared by :meth:`bundle_job`; returns a report like
+        :meth:`load_bundle`'s, without per-relation changes. The previous engine is
+        discarded (its memory freed now, not at the next full garbage collection)."""
+        if prepared.generation != self._generation:
+            raise BundleError("facts changed while the bundle was prepared; prepare it again")
+        active = self.policy_version
+        compiled = prepared.bundle
+        if active is not None and compiled.version <= active:
+            raise StaleBundleError(
+                f"version {compiled.version} is not higher than the active version {active}",
+                "version",
+            )
+        old = None
+        if prepared.engine is not None:
+            old, self._engine = self._engine, prepared.engine
+        self._source = prepared.source
+        self._bundle = compiled
+        self._state = self._make_state()
+        self._invalidate()
+        discard = getattr(old, "discard", None)
+        if discard is not None:
+            discard()
+        return {
+            "version": compiled.version,
+            "previous_version": active,
+            "cedar_policies": len(compiled.policies),
+            "changes": None,
+        }
+
     def validate_bundle(self, bundle: Mapping[str, Any]) -> Bundle:
         """Check ``bundle`` as ``load_bundle`` would, without activating it (the Datalog is
         compiled on an empty engine: arity conflicts with stored facts show only at load)."""
@@ -246,6 +314,7 @@ class Authorizer:
         p = plan(events, self._store, schema, prefix, self._engine.arity)
         if p.empty:
             return {}
+        self._generation += 1
         try:
             changes = self._engine.update(insert=p.insert, delete=p.delete)
         except RuneError as exc:
@@ -444,3 +513,52 @@ class Authorizer:
             "entities": len(self._store),
             "cache": self._cache.stats().to_json(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBundle:
+    """A validated bundle and, when its program differs, the engine materialized for it."""
+
+    bundle: Bundle
+    source: str
+    engine: Views | None
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class BundleJob:
+    """What :meth:`Authorizer.bundle_job` hands to another thread: everything ``run`` reads
+    is its own (the raw bundle, an immutable snapshot of the facts), so it may run while the
+    authorizer keeps deciding."""
+
+    raw: object
+    snapshot: Any
+    """An engine ``FactSnapshot``; None when the program does not change."""
+    current_source: str
+    generation: int
+    factory: EngineFactory
+
+    def run(self) -> PreparedBundle:
+        """Validate, compile Cedar, materialize and warm the new program (any thread);
+        raise :class:`~rune.policies.errors.BundleError` as ``load_bundle`` would."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            compiled = compile_bundle(self.raw, self.factory)
+            return PreparedBundle(compiled, self.current_source, None, self.generation)
+        from rune.ivm import Engine
+
+        def materialize(source: str) -> Views:
+            engine: Views = Engine.from_snapshot(source, snapshot)
+            return engine
+
+        compiled, engine = build_bundle(self.raw, materialize)
+        source = datalog_source(compiled.datalog)
+        if engine is None:  # no rules of its own: the built-in program over the facts
+            try:
+                engine = materialize(source)
+            except RuneError as exc:
+                raise datalog_error(exc, compiled.datalog) from None
+        warm = getattr(engine, "warm", None)
+        if warm is not None:
+            warm([r for r in WARM_RELATIONS if engine.arity(r) is not None])
+        return PreparedBundle(compiled, source, engine, self.generation)

@@ -238,6 +238,13 @@ class _Default(enum.Enum):
 SNAPSHOT: Final = _Default.SNAPSHOT
 
 
+class _Discarded:
+    """Stands for the views of a discarded engine: every use fails clearly."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("this engine was discarded (replaced by another)")
+
+
 class FactSnapshot:
     """An immutable copy of what an engine's facts are: asserted facts, values, options.
 
@@ -859,6 +866,14 @@ class Engine:
         for name, arity in self._arity.items():
             out[name] = RelationInfo(name, arity, "base", len(self._mat.relations.get(name) or ()))
         return out
+
+    def discard(self) -> None:
+        """Free this engine's views now, when another engine replaced it (``from_snapshot``):
+        its compiled plans hold reference cycles that would otherwise wait for a full garbage
+        collection, a pause as long as the heap is large. Changes already returned stay
+        readable; any other call afterwards is an error."""
+        self._mat.discard()
+        self._mat = _Discarded()  # type: ignore[assignment]
 
     def stats(self) -> dict[str, int]:
         """Sizes: stored tuples, index entries, dictionary values, approximate bytes."""

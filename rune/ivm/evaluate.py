@@ -238,6 +238,18 @@ class Materialization:
             for plan in sp.plans():
                 self._prepare_indexes(plan)
 
+    def discard(self) -> None:
+        """Free the stored rows and compiled plans now: they hold reference cycles (plans
+        and their namespaces), which only a full garbage collection would otherwise find."""
+        for rel in self.relations.values():
+            rel.discard()
+        for container in (
+            self.relations, self.checkers, self._distincts, self._demand_plans,
+            self._demand_reads, self._deltas, self._views, self._moved,
+        ):  # fmt: skip
+            container.clear()
+        self.strata.clear()
+
     # -- relations ---------------------------------------------------------------------------
 
     def relation(self, name: str, arity: int) -> Relation:

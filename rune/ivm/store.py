@@ -504,6 +504,17 @@ class Relation:
         )
         return RowsCopy(self.arity, idx.cols, array("L", items), keys, array("L", map(len, groups)))
 
+    def discard(self) -> None:
+        """Drop every row now (the relation is no longer used); snapshots still held keep
+        the rows they stand for."""
+        if self._snapshots:
+            self._freeze_snapshots()
+        self.indexes.clear()
+        self.counts.clear()
+        if self._rows is not None:
+            self._rows = set()
+        self._size = 0
+
     def _freeze_snapshots(self) -> None:
         """Before a change: snapshots still held copy the rows they stand for."""
         for ref in self._snapshots:

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_BUNDLE_CHARS",
     "MAX_BUNDLE_DEPTH",
     "Bundle",
+    "build_bundle",
     "compile_bundle",
     "datalog_source",
     "json_depth",
@@ -75,6 +76,14 @@ def datalog_source(user: str) -> str:
 
 def compile_bundle(raw: object, compile_datalog: Callable[[str], Views]) -> Bundle:
     """Validate a raw bundle; raise :class:`BundleError` with the policy id or line:column."""
+    return build_bundle(raw, compile_datalog)[0]
+
+
+def build_bundle(
+    raw: object, compile_datalog: Callable[[str], Views]
+) -> tuple[Bundle, Views | None]:
+    """:func:`compile_bundle`, also returning the engine ``compile_datalog`` made of the
+    bundle's program (None for a bundle without rules: nothing was compiled)."""
     if not isinstance(raw, dict):
         raise BundleError(f"a bundle is an object, got {kind(raw)}")
     extra = set(raw) - _FIELDS
@@ -108,8 +117,11 @@ def compile_bundle(raw: object, compile_datalog: Callable[[str], Views]) -> Bund
     if schema is not None:
         _validate(cedar, est, schema)
     info, literals = policy_info(est)
-    _check_datalog(datalog, compile_datalog)
-    return Bundle(version, datalog, cedar, schema_src, policies, schema, info, frozenset(literals))
+    engine = _check_datalog(datalog, compile_datalog)
+    bundle = Bundle(
+        version, datalog, cedar, schema_src, policies, schema, info, frozenset(literals)
+    )
+    return bundle, engine
 
 
 def json_depth(value: object, limit: int) -> int:
@@ -182,11 +194,11 @@ def _validate(
                 raise BundleError(result.errors[0].error, f"cedar:{pid}")
 
 
-def _check_datalog(datalog: str, compile_datalog: Callable[[str], Views]) -> None:
+def _check_datalog(datalog: str, compile_datalog: Callable[[str], Views]) -> Views | None:
     try:
         program = parse(datalog)  # syntax errors located in the bundle's own text
         if not program.rules and not program.on_demand:
-            return  # the built-in rules alone (a Cedar-only bundle): nothing to check
+            return None  # the built-in rules alone (a Cedar-only bundle): nothing to check
         engine = compile_datalog(datalog_source(datalog))
     except DatalogError as exc:
         raise datalog_error(exc, datalog) from None
@@ -197,6 +209,7 @@ def _check_datalog(datalog: str, compile_datalog: Callable[[str], Views]) -> Non
                 f"{rel!r} must have three arguments (principal, action, resource), not {arity}",
                 "datalog",
             )
+    return engine
 
 
 def datalog_error(exc: RuneError, datalog: str) -> BundleError:

@@ -31,6 +31,10 @@ class Views(Protocol):
 
     def replace(self, source: str) -> Mapping[str, Any]: ...
 
+    def snapshot(self) -> Any:
+        """An immutable copy of the facts another engine can be built from (any thread)."""
+        ...
+
     def contains(self, relation: str, row: tuple[Value, ...]) -> bool: ...
 
     def lookup(

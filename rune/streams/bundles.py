@@ -10,11 +10,20 @@ restored one was handled before the restart (activated, superseded or rejected) 
 skipped without a new dead letter.
 
 Limits (checked before anything else): ``stream.max_bundle_bytes``; JSON nesting of
-``cedar``/``schema`` (``MAX_BUNDLE_DEPTH``); ``version`` within 0..2**63-1.
+``cedar``/``schema`` (``MAX_BUNDLE_DEPTH``); ``version`` within 0..2**63-1; the rounds of a
+recursive stratum, ``datalog.max_iterations``.
+
+Off the loop: a bundle is compiled and materialized in a worker thread (``Authorizer.
+bundle_job``) while decisions and health answers go on with the active bundle; the ingest
+step that carries it waits meanwhile, so no fact changes under the build. The swap is one
+assignment; the old views are freed at once (``Engine.discard``), not by a full garbage
+collection (a pause as long as the heap is large).
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from typing import Any
 
 import orjson
@@ -101,9 +110,29 @@ class BundleStage:
         return bundle, None
 
     async def _activate(self, record: Record, bundle: dict[str, Any]) -> str | None:
+        """Compile and materialize the bundle in a worker thread while decisions go on with
+        the active one (the caller, an ingest step, holds fact events back meanwhile), then
+        swap. Python's cyclic GC is paused during the build (it would walk every new object
+        again and again) and the survivors are frozen after it (``stream.gc_freeze``)."""
         ctx = self.ctx
+        az = ctx.authorizer
         try:
-            report = ctx.authorizer.load_bundle(bundle)
+            job = az.bundle_job(bundle)
+        except RuneError as exc:
+            return str(exc)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            prepared = await asyncio.to_thread(job.run)
+        except RuneError as exc:
+            return str(exc)
+        finally:
+            if ctx.settings.stream.gc_freeze:
+                gc.freeze()
+            if collecting:
+                gc.enable()
+        try:
+            report = az.activate(prepared)
         except RuneError as exc:
             return str(exc)
         ctx.stats.bundles_loaded += 1

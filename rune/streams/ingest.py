@@ -31,7 +31,6 @@ import orjson
 from rune.connectors.base import Reader, Record
 from rune.connectors.partitioner import default_partition
 from rune.errors import RuneError
-from rune.streams import heap
 from rune.streams.bundles import BundleStage
 from rune.streams.context import Context
 from rune.streams.dlq import DeadLetters, Letter
@@ -107,8 +106,6 @@ class Ingest:
             resync, rejected = await self.bundles.apply(policies)
             dead.extend(rejected)
             ctx.metrics.datalog_time.labels("bundle").observe(time.perf_counter() - start)
-        if resync and ctx.ready.is_set() and ctx.settings.stream.gc_freeze:
-            heap.settle()  # the old views are garbage now, cycles included
         events: list[tuple[Record, dict[str, Any], bool]] = []
         for record in facts:
             try:

@@ -256,3 +256,35 @@ def test_dead_letter_checksums_name_the_whole_record(
         assert letter["topic"] == topics.facts and letter["stage"] == "ingest"
     finally:
         rune.stop()
+
+
+def test_a_15000_rule_bundle_compiles_while_decisions_and_health_go_on(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    c = Client(kafka_bootstrap, topics)
+    c.bundle(BUNDLE)
+    c.event(member("alice", "eng"))
+    c.event(reader("eng", "design"))
+    rune = Rune(kafka_bootstrap, topics, tmp_path / "rune.log", http=True).start()
+    try:
+        rune.wait_ready()
+        rules = "\n".join(f'r{i}(X) :- member(X, G), G != Group::"g{i}".' for i in range(15_000))
+        c.bundle({**BUNDLE, "version": 2, "datalog": BUNDLE["datalog"] + "\n" + rules})
+        sent: list[str] = []
+        lives = 0
+        while rune.get("/health/ready")[1]["policy_version"] == 1:  # compiling
+            rid = f"during-{len(sent)}"
+            c.request(request(rid, "alice", "read", "design"))
+            sent.append(rid)
+            status, body = rune.get("/health/live")
+            assert status == 200 and body["pid"] == rune.pid
+            lives += 1
+            assert rune.alive(), rune.tail()
+        got = c.decisions(sent)
+        decided_before_swap = [rid for rid in sent if got[rid][-1]["policy_version"] == 1]
+        assert decided_before_swap, "no decision was made while the bundle compiled"
+        assert all(got[rid][-1]["decision"] == "allow" for rid in sent)
+        assert lives >= 1
+        assert decide(c, "after", "alice", "design")["policy_version"] == 2
+    finally:
+        rune.stop()

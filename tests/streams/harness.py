@@ -38,8 +38,14 @@ class Client:
         return pos
 
     async def bundle(self, bundle: dict[str, Any] | bytes) -> None:
+        """Produce a bundle and wait until the service has handled it (activated it, or
+        rejected it): bundles compile off the loop, so requests sent right after would
+        otherwise race the swap."""
+        stats = self.service.ctx.stats
+        handled = stats.bundles_loaded + stats.bundles_rejected
         value = bundle if isinstance(bundle, bytes) else orjson.dumps(bundle)
         await self.log.produce([Outgoing(self.topics.policies, b"default", value)])
+        await self.until(lambda: stats.bundles_loaded + stats.bundles_rejected > handled)
 
     async def request(self, rid: str, **extra: Any) -> None:
         req = {"id": rid, "principal": U, "action": A, "resource": D, "context": {}, **extra}

@@ -33,6 +33,9 @@ MAX_STEPS = 200_000
 MAX_BINDINGS = 10_000
 """Upper bound on partial assignments kept when locating a failed literal."""
 
+MAX_TRIED = 5
+"""How many of the assignments that reached a failed literal an :class:`Attempt` shows."""
+
 
 def _render_tuple(relation: str, values: tuple[Value, ...]) -> str:
     return f"{relation}({', '.join(render_value(v) for v in values)})"
@@ -97,9 +100,14 @@ class Attempt:
     failed: str  # the literal (or "head") that no assignment got past
     literal_index: int  # -1 for the head
     reason: str
+    tried: tuple[str, ...] = ()
+    """The failed literal under the first assignments that reached it (at most
+    :data:`MAX_TRIED`; empty when the head binds all its variables: ``failed`` says it all)."""
+    tried_total: int = 0
+    """How many assignments reached the failed literal (all of them failed there)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "rule": self.rule,
             "line": self.line,
             "column": self.column,
@@ -107,6 +115,10 @@ class Attempt:
             "literal_index": self.literal_index,
             "reason": self.reason,
         }
+        if self.tried:
+            out["tried"] = list(self.tried)
+            out["tried_total"] = self.tried_total
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,12 @@ class Absence:
             where = f"rule at {a.line}:{a.column}" if a.line else "rule"
             lines.append(f"  {where}: {a.rule}")
             lines.append(f"    failed at {a.failed}: {a.reason}")
+            if a.tried:
+                more = a.tried_total - len(a.tried)
+                lines.append(f"      tried {a.tried_total} binding(s) of the earlier literals:")
+                lines.extend(f"        {t}" for t in a.tried)
+                if more > 0:
+                    lines.append(f"        ... and {more} more")
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> dict[str, Any]:
@@ -340,7 +358,15 @@ class _Explainer:
                         if isinstance(lit, Negation)
                         else "no matching tuple"
                     )
-                    out.append(Attempt(str(shown), rule.line, rule.column, failed, k, reason))
+                    tried = [_substitute(shown.body[k], b, self.value) for b in bindings]
+                    shown_tried = tuple(dict.fromkeys(tried))[:MAX_TRIED]
+                    if shown_tried == (failed,):
+                        shown_tried = ()  # the head bound everything: nothing to add
+                    total = len(bindings) if shown_tried else 0
+                    attempt = Attempt(
+                        str(shown), rule.line, rule.column, failed, k, reason, shown_tried, total
+                    )
+                    out.append(attempt)
                     break
                 bindings = survivors
         return out

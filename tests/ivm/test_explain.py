@@ -119,3 +119,31 @@ def test_absence_checks_a_comparison_or_negation_once_its_variables_are_bound() 
         ("!s(3, Y)", 0)
     ]
     assert eng.explain("r", (7,)).present
+
+
+def test_a_failed_literal_shows_the_bindings_that_reached_it() -> None:
+    from rune.ivm import Engine, EntityRef
+    from rune.ivm.explain import MAX_TRIED
+
+    eng = Engine("allow(P, A, R) :- member(P, G), can(G, R, A).")
+    user = EntityRef("User", "u")
+    groups = [EntityRef("Group", g) for g in "abcdefg"]
+    view, edit, doc = (
+        EntityRef("Action", "view"),
+        EntityRef("Action", "edit"),
+        EntityRef("Doc", "x"),
+    )
+    eng.update(insert={"member": [(user, g) for g in groups], "can": [(groups[0], doc, view)]})
+    absence = eng.explain("allow", (user, edit, doc))
+    [attempt] = absence.attempts  # type: ignore[union-attr]
+    assert attempt.failed == 'can(G, Doc::"x", Action::"edit")'
+    assert attempt.tried_total == len(groups) and len(attempt.tried) == MAX_TRIED
+    assert all(t.startswith('can(Group::"') and t.endswith(', Doc::"x", Action::"edit")')
+               for t in attempt.tried)  # fmt: skip
+    assert f"and {len(groups) - MAX_TRIED} more" in absence.render()
+    assert absence.to_json()["attempts"][0]["tried_total"] == len(groups)
+    # a literal the head binds completely needs no list: the failed text says it all
+    eng2 = Engine("ok(X) :- base(X), !bad(X).")
+    eng2.update(insert={"base": [("a",)], "bad": [("a",)]})
+    [only] = eng2.explain("ok", ("a",)).attempts  # type: ignore[union-attr]
+    assert only.tried == () and "tried" not in only.to_json()

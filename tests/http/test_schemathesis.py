@@ -4,8 +4,9 @@ checks every answer.
 
 Phases: the document's examples, coverage (boundary and negative values of every parameter and
 schema keyword, unexpected methods, content-type probes) and fuzzing (random positive and
-negative requests), ``MAX_EXAMPLES`` per operation and phase, with a fixed seed so a run can be
-repeated: about 3,800 requests in under a minute on 2 cores. ``RUNE_SCHEMATHESIS_EXAMPLES`` and
+negative requests), ``MAX_EXAMPLES`` per operation and phase, from a fixed seed (draws still
+vary a little between processes, with Python's hash randomization): about 3,800 requests in
+under a minute on 2 cores. ``RUNE_SCHEMATHESIS_EXAMPLES`` and
 ``RUNE_SCHEMATHESIS_SEED`` explore further (1,500 examples, about 7 minutes, pass too).
 
 Checks: every one that applies to a stateless API, among them not_a_server_error,

@@ -494,6 +494,7 @@ REQUESTS = [
     request("u", "read", "d", consistency={"at_least": {"rune.facts": {"0": 2**64}}}),
     request("u", "read", "d", consistency={"at_least": {"rune.changes": {"0": 1}}}),
     request("u", "read", "d", context={"x": 2.0**63}),
+    request("u", "read", "d", context={"x": -(2**63) - 1}),  # not read as -2**63
     request("u", "read", "d", consistency={"at_most": {}}),
     request("u", "read", "d", consistency=[]),
     {"principal": U, "action": A},
@@ -563,7 +564,7 @@ BUNDLES = [
     {"version": 5.5},
     {"version": 2**63},
     # accepted, last: they raise the active version
-    {"version": 2.0**62},
+    {"version": 2.0**53},
     {"version": 2**63 - 1},
 ]
 

@@ -1,7 +1,8 @@
 """Operations routes: health, metrics, the API documents, and the admin API.
 
 Admin routes need ``Authorization: Bearer <server.admin_token>``: 401 without credentials,
-403 with wrong ones or when no token is configured (the admin API is then disabled).
+403 with wrong ones. With no token configured the admin API is disabled: 403 to every call, with
+credentials or without (no credentials could open it).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ async def asyncapi(request: web.Request) -> web.Response:
 def _admin(request: web.Request) -> Runtime:
     rt = request.app[RUNTIME]
     expected = rt.settings.server.admin_token.get_secret_value()
+    if not expected:
+        raise HttpError(403, "forbidden", "the admin API is disabled (server.admin_token unset)")
     header = request.headers.get("Authorization", "")
     if not header:
         raise HttpError(
@@ -88,8 +91,6 @@ def _admin(request: web.Request) -> Runtime:
             "admin routes need 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": 'Bearer realm="rune-admin"'},
         )
-    if not expected:
-        raise HttpError(403, "forbidden", "the admin API is disabled (server.admin_token unset)")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
         raise HttpError(403, "forbidden", "invalid admin token")

@@ -23,6 +23,7 @@ from rune.config import ConfigError, Settings, load
 from rune.config.reload import ReloadReport, merge_reload
 from rune.connectors.base import Log
 from rune.http.app import create_app
+from rune.http.limits import MAX_REQUEST_LINE
 from rune.http.runtime import Runtime
 from rune.ops.logs import configure_logging
 from rune.streams.app import Service
@@ -86,6 +87,7 @@ class Server:
             self.app,
             access_log=None,
             shutdown_timeout=self.runtime.settings.stream.shutdown_timeout_s,
+            max_line_size=MAX_REQUEST_LINE,
         )
         await runner.setup()
         site = web.TCPSite(runner, s.host, s.port, reuse_port=self._reuse_port or None)

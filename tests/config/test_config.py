@@ -84,7 +84,7 @@ def test_unparseable_and_future_files(tmp_path: Path) -> None:
 
 def test_env_typo_is_an_error_not_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNE_SERVER__PROT", "1")
-    with pytest.raises(ConfigError, match=r"server\.prot"):
+    with pytest.raises(ConfigError, match=r"^RUNE_SERVER__PROT: unknown key server\.prot$"):
         load_settings()
 
 
@@ -94,8 +94,81 @@ def test_environment_mistakes_are_config_errors(monkeypatch: pytest.MonkeyPatch)
         load_settings()
     monkeypatch.delenv("RUNE_KAFKA")
     monkeypatch.setenv("RUNE_STREAM__CHANGEFEED_RELATIONS", "[not json")
-    with pytest.raises(ConfigError, match="environment"):
+    with pytest.raises(ConfigError, match=r"^RUNE_STREAM__CHANGEFEED_RELATIONS: not valid JSON"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "reported"),
+    [
+        (
+            {"RUNE_CACHE__MAX_ENTRIES": "many"},
+            "RUNE_CACHE__MAX_ENTRIES: Input should be a valid integer",
+        ),
+        (
+            {"RUNE_SERVER__PORT": "99999"},
+            "RUNE_SERVER__PORT: Input should be less than or equal to 65535",
+        ),
+        (
+            {"RUNE_CACHE__MAX_ENTRIEZ": "5"},
+            "RUNE_CACHE__MAX_ENTRIEZ: unknown key cache.max_entriez",
+        ),
+        ({"RUNE_SERVR__PORT": "9000"}, "RUNE_SERVR__PORT: no settings section 'servr'"),
+        ({"RUNE_VERSION__X": "1"}, "RUNE_VERSION__X: no settings section 'version'"),
+        ({"rune_server__port": "abc"}, "rune_server__port: Input should be a valid integer"),
+        ({"RUNE_SERVER": '{"port": "x"}'}, "RUNE_SERVER: server.port: Input should be a valid"),
+        ({"RUNE_SERVER": "{port"}, "RUNE_SERVER: not valid JSON"),
+        ({"RUNE_TOPICS__REQUESTS": "rune.facts"}, "RUNE_TOPICS__REQUESTS: topics: Value error"),
+    ],
+)
+def test_a_bad_environment_variable_is_named_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], reported: str
+) -> None:
+    """The file is fine; the problem is the variable's, and so is the blame (#env-typos)."""
+    path = write(tmp_path, "version = 2\n[cache]\nmax_entries = 10\n[server]\nport = 9000\n")
+    assert load_settings(path).cache.max_entries == 10
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for where in (path, None):
+        with pytest.raises(ConfigError) as info:
+            load_settings(where)
+        assert str(info.value).startswith(reported), str(info.value)
+        assert str(path) not in str(info.value)
+        assert info.value.location == next(iter(env))
+
+
+def test_problems_of_file_and_environment_are_each_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "version = 2\n[server]\nport = 99999\n[topics]\nfacts = 'x'\n")
+    monkeypatch.setenv("RUNE_CACHE__MAX_ENTRIES", "-1")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    text = str(info.value)
+    assert f"{path}: server.port: Input should be less than or equal to 65535" in text
+    assert "RUNE_CACHE__MAX_ENTRIES: Input should be greater than or equal to 0" in text
+    assert info.value.location is None  # two sources: each problem names its own
+    # a section's check blames the file and the variable that both set something in it
+    monkeypatch.delenv("RUNE_CACHE__MAX_ENTRIES")
+    monkeypatch.setenv("RUNE_SERVER__PORT", "9000")  # overrides the file's bad port
+    monkeypatch.setenv("RUNE_TOPICS__REQUESTS", "x")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value).startswith(f"{path}, RUNE_TOPICS__REQUESTS: topics: Value error")
+    # flags are named as flags
+    monkeypatch.delenv("RUNE_TOPICS__REQUESTS")
+    with pytest.raises(ConfigError, match=r"^flags: cache\.max_entries: Input should be greater"):
+        load_settings(path, {"cache": {"max_entries": -5}, "topics": {"facts": "y"}})
+
+
+def test_variables_of_other_tools_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``RUNE_KAFKA_BOOTSTRAP`` (scripts/test) and ``RUNE_WORKER_INDEX`` (rune serve's
+    workers) have no ``__``: they name no setting and are left alone."""
+    monkeypatch.setenv("RUNE_KAFKA_BOOTSTRAP", "localhost:1")
+    monkeypatch.setenv("RUNE_WORKER_INDEX", "1")
+    monkeypatch.setenv("RUNE_EMBEDDED_LOG__RETENTION_BYTES", "4096")
+    s = load_settings()
+    assert s.embedded and s.embedded_log.retention_bytes == 4096
 
 
 def test_version_1_file_is_migrated(tmp_path: Path) -> None:

@@ -1,11 +1,18 @@
 """A real ``rune serve`` HTTP server on loopback (port 0), on the embedded log, in the test's
-event loop, with an aiohttp client."""
+event loop, with an aiohttp client; or ``rune serve`` as a process (:func:`rune_serve`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,8 @@ BUNDLE = {
     "when { resource has public && resource.public };",
 }
 ADMIN = "admin-token-0123456789"
+ROOT = Path(__file__).resolve().parents[2]
+START_DEADLINE_S = 60.0
 
 
 def uid(t: str, i: str) -> dict[str, str]:
@@ -108,3 +117,52 @@ async def serving(
         finally:
             server.stop()
             await asyncio.wait_for(task, 10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health/ready", timeout=5) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, ConnectionError):
+        return False
+
+
+@contextmanager
+def rune_serve(env: Mapping[str, str], *args: str) -> Iterator[str]:
+    """``python -m rune.cli serve`` on a free loopback port (embedded log, the bundled example
+    unless ``args`` say otherwise) with ``env`` added to the environment; yields its URL once
+    ready, and stops it (SIGTERM) afterwards."""
+    port = free_port()
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rune.cli", "serve", "--port", str(port), *args],
+        env={**os.environ, "PYTHONPATH": path, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while not _ready(url):
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise AssertionError(f"rune serve exited with {proc.returncode}: {err}")
+            assert time.monotonic() < deadline, "rune serve did not become ready"
+            time.sleep(0.05)  # polling readiness, bounded by the deadline
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()

@@ -85,8 +85,10 @@ async def test_admin_routes_need_the_bearer_token() -> None:
 
 async def test_admin_api_is_disabled_without_a_configured_token() -> None:
     async with serving(server={"admin_token": ""}) as h:
-        status, err, _ = await h.call("POST", "/admin/cache/clear", headers=AUTH)
-        assert status == 403 and "disabled" in err["error"]["message"]
+        for headers in (AUTH, {"Authorization": "Bearer "}, {}):
+            status, err, resp = await h.call("POST", "/admin/cache/clear", headers=headers)
+            assert status == 403 and "disabled" in err["error"]["message"], headers
+            assert "WWW-Authenticate" not in resp.headers  # no credentials could open it
 
 
 async def test_rate_limit_answers_429_and_spares_probes() -> None:

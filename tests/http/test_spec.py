@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jsonschema
 import orjson
@@ -32,6 +34,7 @@ from rune.cli import main
 from rune.config import Settings, load_settings
 from rune.connectors.base import Outgoing
 from rune.connectors.embedded import EmbeddedLog
+from rune.http.limits import MAX_REQUEST_LINE
 from rune.http.server import Server
 from rune.streams.app import topic_specs
 from rune.streams.keys import event_key
@@ -214,6 +217,8 @@ async def call(
     url = path + (f"?{query}" if query else "")
     got, parsed, resp = await h.call(method, url, body, raw=raw, headers=headers)
     assert got == status, (method, url, got, parsed)
+    if _media(resp.headers["Content-Type"]) == "application/yaml":
+        parsed = yaml.safe_load(parsed)  # the schema describes the document, not its text
     if documented is None:
         responses = OPENAPI["paths"][path][method.lower()]["responses"]
         assert str(status) in responses, f"{method} {path} answers {status}, undocumented"
@@ -323,9 +328,10 @@ async def test_answers_of_health_metrics_documents_and_admin_match() -> None:
         assert (await call(h, "GET", "/health/ready", 200))["policy_version"] == 1
         text = await call(h, "GET", "/metrics", 200)
         assert "authorization_requests_total" in text
-        for name in ("openapi.yaml", "asyncapi.yaml"):
-            served = await call(h, "GET", f"/{name}", 200)
-            assert served == (SPEC / name).read_text(encoding="utf-8")
+        for name, doc in (("openapi.yaml", OPENAPI), ("asyncapi.yaml", ASYNCAPI)):
+            assert await call(h, "GET", f"/{name}", 200) == doc
+            _, text, _ = await h.call("GET", f"/{name}")
+            assert text == (SPEC / name).read_text(encoding="utf-8")
         await call(h, "POST", "/v1/authorize", 200, request("a", "read", "d"))
         for method, path in (
             ("POST", "/admin/cache/clear"),
@@ -410,6 +416,50 @@ async def test_size_limits_rate_limit_reload_error_and_internal_error(
         await call(h, "GET", "/metrics", 200)
 
 
+async def test_every_url_the_document_allows_is_routed_and_answered_in_json() -> None:
+    """aiohttp refuses request lines over 8 KiB by default, in plain text and before routing;
+    the longest lookup URL the document allows is about 42 KiB."""
+    widest = "\U0001f600" * 1024  # ids of 1024 characters of 4 bytes, 12 once percent-encoded
+    params = {
+        "principal_type": "A::" * 255 + "User",
+        "principal_id": widest,
+        "action_type": "Action",
+        "action_id": widest,
+        "resource_type": "Doc",
+        "limit": "1000",
+    }
+    async with serving() as h:
+        page = await call(h, "GET", "/v1/lookup/resources", 200, query=urlencode(params))
+        assert page == {"items": [], "cursor": None}
+        query = urlencode({**params, "cursor": "A" * 8200})
+        assert 32 * 1024 < len(query) < MAX_REQUEST_LINE
+        err = await call(h, "GET", "/v1/lookup/resources", 422, query=query)
+        assert err["error"]["location"] == "cursor"  # not a cursor the server issued
+        q = "resource_type=0&resource_id=d&action_type=Action&action_id=read&principal_type=User"
+        err = await call(h, "GET", "/v1/lookup/subjects", 422, query=q)
+        assert err["error"]["location"] == "resource_type"  # Cedar's grammar, as the schema says
+        # beyond the limit: aiohttp's plain-text 400, as the document says
+        status, text, resp = await h.call("GET", "/health/live?x=" + "a" * MAX_REQUEST_LINE)
+        assert status == 400 and resp.content_type == "text/plain", text
+        assert "over 64 KiB" in OPENAPI["info"]["description"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/json", "text/plain", "application/x-www-form-urlencoded", "x/y"],
+)
+async def test_bodies_are_read_as_json_whatever_their_content_type(
+    content_type: str | None,
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    async with serving(events=[ok_fact("a", "read", "d")]) as h:
+        body = orjson.dumps(request("a", "read", "d"))
+        status, d, _ = await h.call("POST", "/v1/authorize", raw=body, headers=headers)
+        assert (status, d["decision"]) == (200, "allow")
+        status, err, _ = await h.call("POST", "/v1/authorize", raw=b"a=1", headers=headers)
+        assert (status, err["error"]["type"]) == (400, "malformed_json")
+
+
 # -- request bodies: the schemas accept exactly what the server accepts ----------------------
 
 U, A, D = uid("User", "u"), uid("Action", "read"), uid("Doc", "d")
@@ -423,6 +473,10 @@ REQUESTS = [
     request("u", "read", "d", consistency={"at_least": None}),
     {"principal": {"__entity": U}, "action": A, "resource": {"__entity": D}},
     {"principal": {"type": "App::User", "id": ""}, "action": A, "resource": D},
+    # a number with a zero fraction is the integer it denotes, as in JSON Schema
+    request("u", "read", "d", context={"n": 3.0, "m": [1e3, -0.0], "r": {"k": 2.0}}),
+    request("u", "read", "d", consistency={"at_least": {"rune.facts": {"0": 1.0}}}),
+    request("u", "read", "d", consistency={"at_least": {"rune.facts": {"0": 2**64 - 1}}}),
     # refused
     request("u", "read", "d", colour="red"),
     request("u", "read", "d", id=7),
@@ -436,6 +490,11 @@ REQUESTS = [
     request("u", "read", "d", context={"e": {"__extn": {"fn": "ip"}}}),
     request("u", "read", "d", consistency={"at_least": {"rune.facts": {"zero": 1}}}),
     request("u", "read", "d", consistency={"at_least": {"rune.facts": {"0": "1"}}}),
+    request("u", "read", "d", consistency={"at_least": {"rune.facts": {"0": 0.5}}}),
+    request("u", "read", "d", consistency={"at_least": {"rune.facts": {"0": 2**64}}}),
+    request("u", "read", "d", consistency={"at_least": {"rune.changes": {"0": 1}}}),
+    request("u", "read", "d", context={"x": 2.0**63}),
+    request("u", "read", "d", context={"x": -(2**63) - 1}),  # not read as -2**63
     request("u", "read", "d", consistency={"at_most": {}}),
     request("u", "read", "d", consistency=[]),
     {"principal": U, "action": A},
@@ -462,6 +521,8 @@ EVENTS = [
     },
     {"op": "upsert", "entity": {"uid": U, "tags": {"t": "v"}}},
     {"op": "delete", "entity": {"uid": U}},
+    {"op": "assert", "fact": ["pair", 2.0, 3e0]},
+    {"op": "upsert", "entity": {"uid": U, "attrs": {"n": 1e2}}},
     # refused
     {"op": "explode"},
     {"fact": ["edge", "a"]},
@@ -500,6 +561,11 @@ BUNDLES = [
     {"version": 5, "cedar": 5},
     {"version": 5, "schema": 5},
     {"version": 5, "colour": "red"},
+    {"version": 5.5},
+    {"version": 2**63},
+    # accepted, last: they raise the active version
+    {"version": 2.0**53},
+    {"version": 2**63 - 1},
 ]
 
 
@@ -518,7 +584,8 @@ async def test_request_schemas_accept_exactly_what_the_server_accepts(
     async with serving(bundle={"version": 1}) as h:
         for item in items:
             accepted = valid_openapi(body, item)
-            status, answer, _ = await h.call("POST", path, item)
+            raw = json.dumps(item).encode()  # orjson writes no integer beyond 64 bits
+            status, answer, _ = await h.call("POST", path, raw=raw)
             assert (status == ok) == accepted, (item, status, answer)
             if not accepted:
                 assert status in (400, 409, 422), (item, status)

@@ -98,14 +98,12 @@ def _check_extn(obj: dict[str, object], where: str, error: type[PolicyError]) ->
     extra = set(ext) - {"fn", "arg", "args"}
     if extra:
         raise error(f"unknown field {sorted(extra)[0]!r} in extension value", where)
-    if "arg" in ext:
-        if not isinstance(ext["arg"], str):
-            raise error("extension argument 'arg' must be a string", f"{where}.arg")
-    elif "args" in ext:
-        if not isinstance(ext["args"], list):
-            raise error("extension arguments 'args' must be an array", f"{where}.args")
-    else:
+    if "arg" not in ext and "args" not in ext:
         raise error("extension value needs 'arg' or 'args'", where)
+    if "arg" in ext and not isinstance(ext["arg"], str):
+        raise error("extension argument 'arg' must be a string", f"{where}.arg")
+    if "args" in ext and not isinstance(ext["args"], list):
+        raise error("extension arguments 'args' must be an array", f"{where}.args")
 
 
 def collect_refs(obj: object, out: set[EntityRef]) -> None:

@@ -79,7 +79,7 @@ def _plain(raw: dict[str, object], max_id_chars: int) -> Request | None:
     """The common request, recognised with a few C-level checks: known fields only, a string
     id, three ``{"type", "id"}`` references of types seen before, no context, no explain, no
     token. ``None``: anything else (the full checks decide)."""
-    if not raw.keys() <= _FIELDS or raw.get("context") or raw.get("explain"):
+    if not raw.keys() <= _FIELDS or raw.get("context") or raw.get("explain", False) is not False:
         return None
     rid = raw.get("id")
     if type(rid) is not str or len(rid) > max_id_chars:

@@ -44,7 +44,8 @@ def parse_token(request: Mapping[str, Any], topics: frozenset[str]) -> Token | N
         if not isinstance(parts, Mapping):
             raise TokenError(f"consistency.at_least.{topic} must be an object")
         for p, off in parts.items():
-            if not str(p).isdigit() or not isinstance(off, int) or isinstance(off, bool):
+            digits = isinstance(p, str) and p.isascii() and p.isdigit()
+            if not digits or not isinstance(off, int) or isinstance(off, bool):
                 raise TokenError(f"consistency.at_least.{topic}.{p} must be an offset")
             token.setdefault(topic, {})[str(int(p))] = off
     return token or None

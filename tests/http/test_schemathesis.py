@@ -127,9 +127,9 @@ def semantic_refusal(operation: str, response: Any) -> Refusal | None:
 
 # -- known deviations, owned outside rune/http ---------------------------------------------
 #
-# Bodies the document forbids that the shared request validation (rune/policies) still
-# accepts. Each has a strict xfail test below: when the fix lands, that test passes, fails as
-# XPASS, and its mark and the entry here go.
+# Bodies the document forbids that the server once accepted (the tests below pin their
+# refusal). KNOWN_DEVIATIONS would list checks of bodies whose failures are not reported,
+# while a deviation is being fixed; it is empty.
 
 
 def _nodes(value: Any) -> Iterator[Any]:
@@ -174,7 +174,7 @@ def _non_ascii_digit_partition(body: Any) -> bool:
     return False
 
 
-KNOWN_DEVIATIONS = (_falsy_non_boolean_explain, _extn_with_arg_and_args, _non_ascii_digit_partition)
+KNOWN_DEVIATIONS: tuple[Any, ...] = ()
 """Checks of a request body; a failure of a request that passes one is not reported."""
 
 
@@ -256,11 +256,6 @@ def test_the_checks_catch_a_document_that_drifted(served: str) -> None:
     assert any(f.startswith("positive_data_acceptance") and "limit" in f for f in failures)
 
 
-FAST_PATH = "rune/policies/requests.py: _plain() takes any falsy 'explain' for false"
-EXTN = "rune/policies/cedarjson.py: _check_extn() checks 'args' only without 'arg'"
-
-
-@pytest.mark.xfail(strict=True, reason=FAST_PATH)
 async def test_an_explain_that_is_not_a_boolean_is_refused() -> None:
     async with serving() as h:
         for explain in ({}, [], "", 0, None):
@@ -271,7 +266,6 @@ async def test_an_explain_that_is_not_a_boolean_is_refused() -> None:
             assert _falsy_non_boolean_explain(request("a", "read", "d", explain=explain))
 
 
-@pytest.mark.xfail(strict=True, reason=EXTN)
 async def test_an_extension_value_with_arg_and_non_array_args_is_refused() -> None:
     extn = {"__extn": {"fn": "ip", "arg": "10.0.0.1", "args": {}}}
     upsert = {"op": "upsert", "entity": {"uid": uid("Doc", "d"), "attrs": {"ip": extn}}}
@@ -283,13 +277,6 @@ async def test_an_extension_value_with_arg_and_non_array_args_is_refused() -> No
             assert status == 422, (path, answer)
 
 
-TOKEN_DIGITS = (
-    "rune/streams/consistency.py: parse_token() takes str.isdigit() partitions: '²' fails int() "
-    "(500), '٣' is read as partition 3"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=TOKEN_DIGITS)
 async def test_a_token_partition_of_non_ascii_digits_is_refused() -> None:
     async with serving() as h:
         for partition in ("²", "٣"):

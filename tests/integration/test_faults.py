@@ -226,9 +226,7 @@ def test_exactly_once_decisions_across_a_sigkill(
         rune.wait_ready()
         send_requests(c, reqs[:20_000])
         # kill it while it answers: some decisions committed, others in flight
-        wait_until(
-            lambda: len(c.read(topics.decisions, committed_only=True)) > 500, 60, "progress"
-        )
+        wait_until(lambda: len(c.read(topics.decisions, committed_only=True)) > 500, 60, "progress")
         rune.kill()
         send_requests(c, reqs[20_000:])  # queued while no instance runs
         rune = Rune(kafka_bootstrap, topics, tmp_path / "rune2.log", settings=eos).start()

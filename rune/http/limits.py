@@ -1,10 +1,8 @@
 """Request limits: body size (413), JSON decoding (400), per-client rate (429).
 
-JSON numbers are read as JSON Schema reads them: a number with a zero fractional part (``3.0``,
-``1e3``) is the integer it denotes, up to 2**53 in magnitude (where a double holds every
-integer); any other number stays a float, which no field of the API takes but ``tenant`` and
-``ts``. The decoder reads integers written as such exactly from -2**63 to 2**64 - 1, and beyond
-as floats, which stay floats (-2**63 - 1 must not become -2**63).
+JSON numbers are read as JSON Schema reads them (:func:`rune.jsonbytes.loads_numbers`, the
+same on the topics). A body sent as JSON Lines (:data:`JSON_LINES` content types, e.g. an
+events file with ``Content-Type: application/x-ndjson``) is the list of its lines' values.
 
 The rate limit is a token bucket per client address: ``rate_limit_per_s`` tokens per second up
 to ``rate_limit_burst``; a request takes one token or is refused with ``Retry-After``. Buckets
@@ -15,7 +13,6 @@ grow memory without bound.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections import OrderedDict
 from typing import Any, Final
@@ -24,8 +21,14 @@ import orjson
 from aiohttp import web
 
 from rune.http.errors import HttpError
+from rune.jsonbytes import loads_numbers
 
-__all__ = ["RateLimiter", "read_json"]
+__all__ = ["JSON_LINES", "RateLimiter", "read_json"]
+
+JSON_LINES: Final = frozenset(
+    {"application/x-ndjson", "application/jsonl", "application/x-jsonlines"}
+)
+"""Content types read as JSON Lines: the body is then a list of the values of its lines."""
 
 MAX_CLIENTS: Final = 10_000
 MAX_REQUEST_LINE: Final = 64 * 1024
@@ -33,10 +36,6 @@ MAX_REQUEST_LINE: Final = 64 * 1024
 characters, percent-encoded, and a cursor) is about 42 KiB, under it: every such URL is routed
 and answered with the JSON body. A longer line is refused by aiohttp before routing, with its
 plain-text 400 (documented)."""
-EXACT: Final = 2.0**53
-"""Integral floats up to this magnitude are read as integers."""
-_MAYBE_FLOAT: Final = re.compile(rb"[0-9][.eE]")
-"""A float token has a digit before its ``.`` or exponent (a string may match too: harmless)."""
 
 
 class RateLimiter:
@@ -86,35 +85,24 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     body = b"".join(chunks)
     if not body:
         raise HttpError(400, "malformed_json", "empty body; expected JSON")
+    if request.content_type in JSON_LINES:
+        return _json_lines(body)
     try:
-        doc = orjson.loads(body)
+        return loads_numbers(body)
     except orjson.JSONDecodeError as exc:
         raise HttpError(400, "malformed_json", f"invalid JSON: {exc}") from None
-    return integral_numbers(doc) if _MAYBE_FLOAT.search(body) else doc
 
 
-def _integer(value: float) -> int | float:
-    return int(value) if value.is_integer() and -EXACT <= value <= EXACT else value
-
-
-def integral_numbers(doc: Any) -> Any:
-    """``doc`` (decoded JSON) with its integral floats made integers, in place, without
-    recursion (nesting is bounded by the decoder, not by Python's stack)."""
-    if type(doc) is float:
-        return _integer(doc)
-    stack = [doc]
-    while stack:
-        node = stack.pop()
-        if type(node) is list:
-            for i, value in enumerate(node):
-                if type(value) is float:
-                    node[i] = _integer(value)
-                elif type(value) is list or type(value) is dict:
-                    stack.append(value)
-        elif type(node) is dict:
-            for key, value in node.items():
-                if type(value) is float:
-                    node[key] = _integer(value)
-                elif type(value) is list or type(value) is dict:
-                    stack.append(value)
-    return doc
+def _json_lines(body: bytes) -> list[Any]:
+    """A JSON Lines body (one value per line, blank lines skipped) as a list."""
+    out: list[Any] = []
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(loads_numbers(line))
+        except orjson.JSONDecodeError as exc:
+            raise HttpError(400, "malformed_json", f"line {number}: invalid JSON: {exc}") from None
+    if not out:
+        raise HttpError(400, "malformed_json", "no JSON value on any line")
+    return out

@@ -31,6 +31,7 @@ import orjson
 from rune.connectors.base import Reader, Record
 from rune.connectors.partitioner import default_partition
 from rune.errors import RuneError
+from rune.jsonbytes import loads_numbers
 from rune.streams.bundles import BundleStage
 from rune.streams.context import Context
 from rune.streams.dlq import DeadLetters, Letter
@@ -46,7 +47,7 @@ def decode_event(record: Record) -> dict[str, Any]:
     if record.value is None:
         return tombstone_event(record.key)
     try:
-        event = orjson.loads(record.value)
+        event = loads_numbers(record.value)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
     if not isinstance(event, dict):

@@ -32,6 +32,7 @@ from typing import Any, Final
 import orjson
 
 from rune.connectors.base import TP, DeliveryError, Outgoing, Reader, Record
+from rune.jsonbytes import loads_numbers
 from rune.policies.decision import Decision
 from rune.policies.requests import read_id
 from rune.streams.consistency import TokenError, WaitingRoom, parse_token, satisfied
@@ -168,7 +169,7 @@ class Serve:
                 refused.append((record, {"id": rid}, error))
             return
         try:
-            request = orjson.loads(value)
+            request = loads_numbers(value)
         except orjson.JSONDecodeError as exc:
             dead.append((record, "serve", f"invalid JSON: {exc}"))
             return

@@ -233,3 +233,19 @@ async def test_an_unavailable_log_is_a_503_and_the_service_keeps_running(
         assert (await h.call("GET", "/health/live"))[0] == 200
         status, body, _ = await h.call("POST", "/v1/events", ok_fact("a", "r", "d"))
         assert status == 200 and body["applied"] is True
+
+
+@pytest.mark.parametrize("content_type", ["application/x-ndjson", "application/jsonl"])
+async def test_events_as_json_lines(content_type: str) -> None:
+    async with serving() as h:
+        lines = [ok_fact("ann", "read", "d1"), ok_fact("ann", "read", "d2")]
+        body = b"\n".join(orjson.dumps(e) for e in lines) + b"\n\n"
+        headers = {"Content-Type": content_type}
+        status, answer, _ = await h.call("POST", "/v1/events", raw=body, headers=headers)
+        assert status == 200 and answer["accepted"] == 2 and answer["applied"] is True
+        for doc in ("d1", "d2"):
+            d = (await h.call("POST", "/v1/authorize", request("ann", "read", doc)))[1]
+            assert d["decision"] == "allow"
+        bad = orjson.dumps(lines[0]) + b"\n{nope\n"
+        status, err, _ = await h.call("POST", "/v1/events", raw=bad, headers=headers)
+        assert status == 400 and err["error"]["message"].startswith("line 2: invalid JSON")

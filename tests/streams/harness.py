@@ -35,7 +35,18 @@ class Client:
         value = orjson.dumps(event) if event is not None else None
         k = key if key is not None else (event_key(event) if event is not None else None)
         [pos] = await self.log.produce([Outgoing(self.topics.facts, k, value)])
+        await self.applied(pos)
         return pos
+
+    async def applied(self, pos: Position) -> None:
+        """Wait until ingest handled the record at ``pos`` (requests sent after it then see
+        it: ingest and serve run side by side, so without this they race)."""
+        az = self.service.ctx.authorizer
+
+        def done() -> bool:
+            return az.watermark.get(pos.topic, {}).get(str(pos.partition), -1) >= pos.offset
+
+        await self.until(done)
 
     async def bundle(self, bundle: dict[str, Any] | bytes) -> None:
         """Produce a bundle and wait until the service has handled it (activated it, or

@@ -174,3 +174,17 @@ async def test_heap_is_frozen_after_catch_up_and_after_a_bundle_swap() -> None:
         await c.bundle(BUNDLE)
         await c.until(lambda: c.service.ctx.authorizer.policy_version == 1)
         assert gc.get_freeze_count() == 0
+
+
+async def test_whole_number_floats_on_the_topics_are_integers_as_over_http() -> None:
+    bundle = {"version": 1, "datalog": "allow(P, A, R) :- ok(P, A, R), level(P, 3).", "cedar": ""}
+    async with running() as c:
+        await c.bundle(bundle)
+        await c.event(fact("assert", "ok", U, A, D))
+        level = fact("assert", "level", U, 3)
+        value = orjson.dumps(level).replace(b"3]", b"3.0]")
+        [pos] = await c.log.produce([Outgoing(c.topics.facts, event_key(level), value)])
+        token = {"at_least": {pos.topic: {str(pos.partition): pos.offset}}}
+        await c.request("lvl", consistency=token)
+        assert (await c.decision("lvl"))["decision"] == "allow"
+        assert not c.dead()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from rune.config import ConfigError, Loaded, load
+from rune.config import ConfigError, Loaded, Settings, load
 
-__all__ = ["load_from_flags", "service_options"]
+__all__ = ["load_from_flags", "service_options", "tune_process"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,3 +88,11 @@ def load_from_flags(
         return load(config, overrides)
     except ConfigError as exc:
         raise click.ClickException(f"invalid settings: {exc}") from exc
+
+
+def tune_process(settings: Settings) -> None:
+    """Process-wide settings of ``rune run``/``rune serve`` (not of an embedding application):
+    the interpreter's thread switch interval. The Kafka readers and the delivery-report thread
+    need the interpreter for a moment per batch; with Python's default of 5 ms, each such hand
+    over waits up to 5 ms while the event loop decides, and a request crosses two of them."""
+    sys.setswitchinterval(settings.stream.switch_interval_ms / 1000)

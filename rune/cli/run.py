@@ -19,7 +19,7 @@ import click
 import orjson
 
 from rune.cli.bundle import bundle_bytes, bundle_option
-from rune.cli.options import load_from_flags, service_options
+from rune.cli.options import load_from_flags, service_options, tune_process
 from rune.config import Settings
 from rune.connectors.base import Outgoing
 from rune.connectors.embedded import Retention
@@ -88,6 +88,7 @@ def run(
         stream={"ingest_batch": batch_size},
     ).settings
     configure_logging(settings.logging)
+    tune_process(settings)
     if settings.embedded:
         _run_embedded(settings, bundle, events, requests_path, decisions)
     else:

@@ -16,7 +16,7 @@ import click
 import orjson
 
 from rune.cli.bundle import bundle_bytes, bundle_option
-from rune.cli.options import load_from_flags, service_options
+from rune.cli.options import load_from_flags, service_options, tune_process
 from rune.config import Settings
 from rune.connectors.base import Log, Outgoing
 from rune.errors import RuneError
@@ -87,6 +87,7 @@ def serve(
     )
     settings = loaded.settings
     configure_logging(settings.logging)
+    tune_process(settings)
     if settings.server.workers > 1 and WORKER_ENV not in os.environ:
         sys.exit(_supervise(settings.server.workers))
     overrides = {

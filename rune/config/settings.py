@@ -152,6 +152,12 @@ class Stream(_Section):
     retry_backoff_max_s: float = Field(
         5.0, gt=0, description="longest wait between retries of a failed delivery"
     )
+    switch_interval_ms: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="Python's thread switch interval in rune run/serve (its default is 5 ms)",
+    )
 
 
 class EmbeddedLogSettings(_Section):

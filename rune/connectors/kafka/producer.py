@@ -93,15 +93,25 @@ class BrokerState:
 
 
 class _Batch:
-    """One ``send``: counts acknowledgements in the poll thread, resolves on the loop."""
+    """One ``send``: counts acknowledgements in the thread that serves delivery reports,
+    resolves on the loop.
 
-    __slots__ = ("failed", "future", "lock", "loop", "positions", "remaining", "why")
+    No lock: ``delivered`` is written by the reporting thread only, ``refusals`` and
+    ``sealed`` by the loop only (while it hands the records to librdkafka). Whichever side
+    sees ``sealed`` and the full count last resolves the future (both may: the second is a
+    no-op)."""
+
+    __slots__ = (
+        "delivered", "failed", "future", "loop", "n", "positions", "refusals", "sealed", "why",
+    )  # fmt: skip
 
     def __init__(self, loop: asyncio.AbstractEventLoop, n: int, positions: bool) -> None:
         self.loop = loop
-        self.lock = threading.Lock()  # reports (poll thread) and refusals (loop) both count
         self.future: asyncio.Future[list[Position]] = loop.create_future()
-        self.remaining = n
+        self.n = n
+        self.delivered = 0
+        self.refusals = 0
+        self.sealed = False
         self.positions: list[Position | None] = [None] * n if positions else []
         self.failed: list[tuple[int, Outgoing]] = []
         self.why: KafkaError | None = None
@@ -109,14 +119,18 @@ class _Batch:
     def report(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._fail(-1, err, msg)
-        self._count()
+        self.delivered += 1
+        if self.sealed and self.delivered + self.refusals == self.n:
+            self.loop.call_soon_threadsafe(self._resolve)
 
     def report_at(self, i: int, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._fail(i, err, msg)
         else:
             self.positions[i] = Position(msg.topic(), msg.partition(), msg.offset())  # type: ignore[arg-type]
-        self._count()
+        self.delivered += 1
+        if self.sealed and self.delivered + self.refusals == self.n:
+            self.loop.call_soon_threadsafe(self._resolve)
 
     def _fail(self, i: int, err: KafkaError, msg: Message) -> None:
         part = msg.partition()
@@ -130,14 +144,13 @@ class _Batch:
         self.failed.append((i, record))
         if self.why is None or fatal_error(err):
             self.why = err
-        self._count()
+        self.refusals += 1
 
-    def _count(self) -> None:
-        with self.lock:
-            self.remaining -= 1
-            last = self.remaining == 0
-        if last:
-            self.loop.call_soon_threadsafe(self._resolve)
+    def seal(self) -> None:
+        """Every record was handed over (on the loop): resolve if all were reported."""
+        self.sealed = True
+        if self.delivered + self.refusals == self.n:
+            self._resolve()
 
     def _resolve(self) -> None:
         if self.future.done():
@@ -225,6 +238,7 @@ class DeliveryProducer:
                 except KafkaException as exc:  # refused locally (e.g. larger than allowed)
                     batch.refused(i, records[i], exc.args[0])
                     break
+        batch.seal()
         return batch
 
     def pending(self) -> int:

@@ -1,4 +1,4 @@
-"""In-process check latency of ``rune.Authorizer`` on the "drive" workload (DESIGN §6).
+"""In-process check latency of ``rune.Authorizer`` on the "drive" workload (docs/design.md §6).
 
     python perf/bench_authorizer.py --scale 0.01      # seconds
     python perf/bench_authorizer.py --scale 0.1       # a minute or two
@@ -17,7 +17,7 @@ waited for a core on this shared machine) and checks/s on one core:
            check; only the checks are timed. Each change empties the decision cache, so this
            is the miss path under a steady update stream.
 
-Targets (DESIGN §6): datalog p99 <= 50 us and >= 100k checks/s; Cedar p99 <= 200 us; cache hit
+Targets (docs/design.md §6): datalog p99 <= 50 us and >= 100k checks/s; Cedar p99 <= 200 us; cache hit
 <= 20 us. Prints a table, then one JSON line with every figure; asserts nothing.
 """
 

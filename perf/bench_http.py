@@ -5,7 +5,7 @@ generator here with C concurrent clients on loopback.
 
 Prints p50/p95/p99 of the client-observed latency and decisions/s for single requests (and
 for ``--batch N`` requests per POST), with ``logging.decisions`` at ``none`` and at ``all``;
-asserts nothing. DESIGN.md §6 sets no HTTP target; the in-process figures of
+asserts nothing. docs/design.md §6 sets no HTTP target; the in-process figures of
 ``bench_authorizer.py`` are the floor. Both processes share the machine's 2 cores.
 """
 

@@ -1,8 +1,8 @@
-"""Benchmark of the incremental Datalog engine on the "drive" workload (DESIGN §6).
+"""Benchmark of the incremental Datalog engine on the "drive" workload (docs/design.md §6).
 
     python perf/bench_ivm.py --scale 0.1 [--seed 1] [--changes 200]
 
-Prints a table of figures with the DESIGN §6 targets beside them, then one JSON line with
+Prints a table of figures with the docs/design.md §6 targets beside them, then one JSON line with
 every figure (the last line of output). Never asserts on timings. See perf/README.md.
 """
 
@@ -41,10 +41,10 @@ TARGETS = {
     "check_p99_us": 50.0,
     "checks_per_s": 100_000,
 }
-"""DESIGN §6 targets (whole load is for scale 1.0)."""
+"""docs/design.md §6 targets (whole load is for scale 1.0)."""
 
 TARGETED_KINDS = ("member_add", "member_remove", "folder_move")
-"""Kinds DESIGN §6 names for the single-change p99 target."""
+"""Kinds docs/design.md §6 names for the single-change p99 target."""
 
 Facts = dict[str, list[tuple[object, ...]]]
 
@@ -266,7 +266,7 @@ def fmt_rate(x: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--scale", type=float, default=0.1, help="1.0 = DESIGN §6 drive (default 0.1)")
+    ap.add_argument("--scale", type=float, default=0.1, help="1.0 = docs/design.md §6 drive (default 0.1)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--changes", type=int, default=200, help="single changes per kind")
     ap.add_argument("--checks", type=int, default=20_000, help="allow checks to time")
@@ -500,7 +500,7 @@ def print_table(fig: dict[str, Any]) -> None:
         + (f", {fig['warm_checks']} checks before the changes" if fig.get("warm_checks") else "")
         + ")"
     )
-    print(f"{'figure':<{w}}  {'value':>{v}}  target (DESIGN §6)")
+    print(f"{'figure':<{w}}  {'value':>{v}}  target (docs/design.md §6)")
     for name, val, tgt in rows:
         print(f"{name:<{w}}  {val:>{v}}  {tgt}")
 

@@ -4,7 +4,7 @@ broker, one librdkafka load generator, interleaved repetitions, medians.
     deploy/kafka/broker start
     python3 perf/bench_kafka.py --bootstrap 127.0.0.1:9092 [--requests 20000] [--reps 3]
 
-Figures (DESIGN §6 targets beside them; nothing is asserted):
+Figures (docs/design.md §6 targets beside them; nothing is asserted):
 
 - burst: ``--requests`` records produced at once into an idle consumer's input topic; the
   rate is records / (when the broker appended the last output record - when the first input

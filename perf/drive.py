@@ -1,4 +1,4 @@
-"""The "drive" reference workload of DESIGN §6: moved to :mod:`rune.workloads.drive`.
+"""The "drive" reference workload of docs/design.md §6: moved to :mod:`rune.workloads.drive`.
 
 It lives in the package so that ``rune benchmark`` can generate it from an installed RUNE;
 this module re-exports it so ``perf/bench_*.py`` (``import drive``) keep working unchanged.

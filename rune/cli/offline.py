@@ -584,7 +584,7 @@ Builds one Authorizer, decides W warm-up requests (not measured), then N measure
 spread over T threads, and prints p50/p95/p99 latency, decisions/s and the share of measured
 decisions answered from the decision cache (--json: one JSON object instead).
 
-Workload: the "drive" workload of DESIGN.md §6 generated at --scale (the default 0.01,
+Workload: the "drive" workload of docs/design.md §6 generated at --scale (the default 0.01,
 ~1k users, ~5k documents, ~13k facts, runs in seconds), with Cedar policies and entities
 (hybrid decisions) unless --no-cedar; the requests are --distinct different ones (default: all
 W + N different), cycled. Or your files: --bundle, --events, --requests-file (cycled to W + N
@@ -634,7 +634,7 @@ Exit codes:
     type=click.FloatRange(min=0, min_open=True),
     default=0.01,
     show_default=True,
-    help="Size of the drive workload (1.0 = DESIGN.md §6: 100k users, 1.2M facts).",
+    help="Size of the drive workload (1.0 = docs/design.md §6: 100k users, 1.2M facts).",
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Drive workload seed.")
 @click.option(

@@ -1,6 +1,6 @@
 """The v1 API: authorize, events, bundles, reverse lookups.
 
-Requests and decisions are contract v1 (DESIGN.md §2). Decisions made here are audited
+Requests and decisions are contract v1 (docs/design.md §2). Decisions made here are audited
 (metrics, log line) and published to the decision topic like those of the request topic,
 acknowledged before the response is sent, so the decision log is complete.
 """

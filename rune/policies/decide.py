@@ -1,4 +1,4 @@
-"""The decision function (DESIGN.md §2).
+"""The decision function (docs/design.md §2).
 
     allow = (a Cedar permit applies  or  Datalog derives allow(P, A, R))
             and not (a Cedar forbid applies  or  Datalog derives deny(P, A, R))

@@ -1,6 +1,6 @@
 """Generated workloads, shared by ``perf/`` and ``rune benchmark``.
 
-- :mod:`rune.workloads.drive`: the "drive" reference workload of DESIGN.md §6.
+- :mod:`rune.workloads.drive`: the "drive" reference workload of docs/design.md §6.
 """
 
 from __future__ import annotations

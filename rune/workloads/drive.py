@@ -1,4 +1,4 @@
-"""The "drive" reference workload of DESIGN §6, generated deterministically from a seed.
+"""The "drive" reference workload of docs/design.md §6, generated deterministically from a seed.
 
 Scale 1.0 is the workload of record: 100k users, 10k groups nested up to depth 6, 50k folders
 nested up to depth 8, 500k documents, 100k grants with roles owner ⊇ editor ⊇ viewer inherited
@@ -73,7 +73,7 @@ BASE = {
     "docs": 500_000,
     "grants": 100_000,
 }
-"""Entity counts at scale 1.0 (DESIGN §6)."""
+"""Entity counts at scale 1.0 (docs/design.md §6)."""
 
 Row = tuple[Any, ...]
 """One fact: the arguments of a relation (``EntityRef`` values and role strings)."""
@@ -105,7 +105,7 @@ KINDS = (
 """Kinds of single changes produced by :func:`changes`."""
 
 _PROGRAM = """\
-// "drive" reference workload (rune/workloads/drive.py), DESIGN §6.
+// "drive" reference workload (rune/workloads/drive.py), docs/design.md §6.
 // Base relations: member(User, Group), subgroup(Group, ParentGroup),
 // folder_parent(Folder, ParentFolder), doc_folder(Doc, Folder), grant(Subject, Role, Folder).
 
@@ -143,7 +143,7 @@ allow(U, A, D) :- doc_folder(D, F), in_group(U, G), folder_role(G, R, F), role_a
 
 
 def drive_program() -> str:
-    """Datalog source of the "drive" workload (dialect of DESIGN §3)."""
+    """Datalog source of the "drive" workload (dialect of docs/design.md §3)."""
     return _PROGRAM
 
 

@@ -1,4 +1,4 @@
-"""Engine facade: the API contract of DESIGN.md §4, bad input, queries, program changes."""
+"""Engine facade: the API contract of docs/design.md §4, bad input, queries, program changes."""
 
 from __future__ import annotations
 

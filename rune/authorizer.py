@@ -48,7 +48,7 @@ from rune.policies.requests import (
 )
 from rune.policies.slice import FragmentMemo
 from rune.policies.uids import is_entity_type, parse_uid
-from rune.policies.views import ChangeLike, Views
+from rune.policies.views import ChangeLike, NetChange, Views
 
 __all__ = ["NO_BUNDLE", "WARM_RELATIONS", "Authorizer", "BundleJob", "PreparedBundle"]
 
@@ -308,6 +308,43 @@ class Authorizer:
     def apply_batch(self, events: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
         """Apply events all-or-nothing in one engine update (later events win on a key)."""
         return self._apply(list(events), prefix="events")
+
+    def apply_each(
+        self,
+        events: Sequence[Mapping[str, Any]],
+        on_reject: Callable[[int, Exception], Mapping[str, Any] | None] | None = None,
+    ) -> tuple[dict[str, ChangeLike], list[tuple[int, Exception]]]:
+        """Apply ``events`` in order as if one by one, rejecting the bad ones: one engine
+        update when every event is valid, else event by event. Returns the net changes and
+        the rejected ``(index, error)``. ``on_reject(index, error)`` may return an event to
+        apply in the rejected one's place (in order: a later event still wins); it also
+        receives exceptions that are not RuneErrors (bugs), which otherwise propagate."""
+        try:
+            return dict(self.apply_batch(events)), []
+        except RuneError:
+            pass
+        except Exception:
+            if on_reject is None:
+                raise
+        merged: dict[str, list[ChangeLike]] = {}
+        rejected: list[tuple[int, Exception]] = []
+        for i, event in enumerate(events):
+            try:
+                one = self.apply(event)
+            except Exception as exc:
+                if on_reject is None and not isinstance(exc, RuneError):
+                    raise
+                rejected.append((i, exc))
+                replacement = on_reject(i, exc) if on_reject is not None else None
+                if replacement is None:
+                    continue
+                try:
+                    one = self.apply(replacement)
+                except Exception:  # nothing the engine accepts in its place
+                    continue
+            for rel, change in one.items():
+                merged.setdefault(rel, []).append(change)
+        return {rel: NetChange(chs) for rel, chs in merged.items()}, rejected
 
     def _apply(self, events: Sequence[object], prefix: str) -> Mapping[str, Any]:
         schema = self._bundle.schema if self._bundle is not None else None

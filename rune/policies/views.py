@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from rune.ivm.values import Value
 
-__all__ = ["ChangeLike", "Views"]
+__all__ = ["ChangeLike", "NetChange", "Views"]
 
 
 class ChangeLike(Protocol):
@@ -46,3 +46,30 @@ class Views(Protocol):
     def arity(self, relation: str) -> int | None: ...
 
     def relations(self) -> Mapping[str, Any]: ...
+
+
+class NetChange:
+    """The net change of a relation over several consecutive changes (a row added then
+    removed is no change)."""
+
+    __slots__ = ("added", "removed")
+
+    def __init__(self, changes: Iterable[ChangeLike]) -> None:
+        added: set[tuple[Value, ...]] = set()
+        removed: set[tuple[Value, ...]] = set()
+        for ch in changes:
+            for row in ch.removed:
+                if row in added:
+                    added.discard(row)
+                else:
+                    removed.add(row)
+            for row in ch.added:
+                if row in removed:
+                    removed.discard(row)
+                else:
+                    added.add(row)
+        self.added = frozenset(added)
+        self.removed = frozenset(removed)
+
+    def __len__(self) -> int:
+        return len(self.added) + len(self.removed)

@@ -188,49 +188,32 @@ class Ingest:
     def _apply(
         self, events: list[tuple[Record, dict[str, Any], bool]], dead: list[Letter]
     ) -> dict[str, Any]:
-        """Apply ``(record, event, removal)`` items: ``removal`` marks the removal standing
-        for a dead-lettered record (best effort: its failure is not reported again)."""
+        """Apply ``(record, event, removal)`` items in order: ``removal`` marks the removal
+        standing for a dead-lettered record (best effort: its failure is not reported again);
+        a rejected event is dead-lettered and replaced by the removal its key names."""
         if not events:
             return {}
-        az = self.ctx.authorizer
-        stats = self.ctx.stats
-        try:
-            changes = dict(az.apply_batch([e for _, e, _ in events]))
-            stats.events_applied += sum(1 for _, _, removal in events if not removal)
-            return changes
-        except RuneError:
-            pass
-        except Exception as exc:  # a bug: fall back to one by one, which contains it
-            contained(self.ctx, "ingest", events[0][0].where, exc)
-        merged: dict[str, list[Any]] = {}
-        for record, event, removal in events:
-            try:
-                one = az.apply(event)
-            except Exception as exc:
-                if removal:
-                    continue  # nothing the engine accepts to remove
-                stats.events_rejected += 1
-                if isinstance(exc, RuneError):
-                    error = f"event rejected: {exc}"
-                else:
-                    error = contained(self.ctx, "ingest", record.where, exc)
-                dead.append((record, "ingest", error))
-                one = self._remove(record)
-            else:
-                stats.events_applied += 0 if removal else 1
-            for rel, change in one.items():
-                merged.setdefault(rel, []).append(change)
-        return {rel: _Net(chs) for rel, chs in merged.items()}
+        ctx = self.ctx
+        stats = ctx.stats
 
-    def _remove(self, record: Record) -> Mapping[str, Any]:
-        """Apply the removal a rejected record's key names (see the module doc)."""
-        removal = _removal(record.key)
-        if removal is None:
-            return {}
-        try:
-            return self.ctx.authorizer.apply(removal)
-        except Exception:  # nothing to remove that the engine accepts
-            return {}
+        def rejected(i: int, exc: Exception) -> dict[str, Any] | None:
+            record, _event, removal = events[i]
+            if removal:
+                return None  # nothing the engine accepts to remove
+            stats.events_rejected += 1
+            if isinstance(exc, RuneError):
+                error = f"event rejected: {exc}"
+            else:
+                error = contained(ctx, "ingest", record.where, exc)
+            dead.append((record, "ingest", error))
+            return _removal(record.key)
+
+        changes, failed = ctx.authorizer.apply_each([e for _, e, _ in events], rejected)
+        failed_at = {i for i, _ in failed}
+        stats.events_applied += sum(
+            1 for i, (_, _, removal) in enumerate(events) if not removal and i not in failed_at
+        )
+        return changes
 
 
 def _removal(key: bytes | None) -> dict[str, Any] | None:
@@ -241,27 +224,3 @@ def _removal(key: bytes | None) -> dict[str, Any] | None:
         return tombstone_event(key)
     except DecodeError:
         return None
-
-
-class _Net:
-    """Net change of a relation over several consecutive changes."""
-
-    def __init__(self, changes: list[Any]) -> None:
-        added: set[Any] = set()
-        removed: set[Any] = set()
-        for ch in changes:
-            for row in ch.removed:
-                if row in added:
-                    added.discard(row)
-                else:
-                    removed.add(row)
-            for row in ch.added:
-                if row in removed:
-                    removed.discard(row)
-                else:
-                    added.add(row)
-        self.added = frozenset(added)
-        self.removed = frozenset(removed)
-
-    def __len__(self) -> int:
-        return len(self.added) + len(self.removed)

@@ -64,6 +64,17 @@ class ZanzibarView:
         if engine.arity("zanzibar_type") is not None:
             self.types.update(str(row[0]) for row in engine.lookup("zanzibar_type", (None,)))
         self.has_subjects = engine.arity(SUBJECT) is not None
+        self.empty = {dl for dl, _ in self.relations.values() if engine.arity(dl) is None}
+        """Relations without rules (``nil``): always empty, unknown to the engine."""
+
+    def rows(self, dl: str, pattern: tuple[str | None, ...]) -> list[tuple[object, ...]]:
+        """The rows of ``dl`` matching ``pattern`` (None: any value)."""
+        if dl in self.empty:
+            return []
+        return list(self.engine.lookup(dl, pattern))
+
+    def _contains(self, dl: str, row: tuple[str, ...]) -> bool:
+        return dl not in self.empty and self.engine.contains(dl, row)
 
     @property
     def has_model(self) -> bool:
@@ -92,7 +103,7 @@ class ZanzibarView:
 
     def _row(self, dl: str, exact: bool, oid: str, s: Subject) -> tuple[str, str, str, str] | None:
         """The row that decides (oid, s), or None when no row can."""
-        contains = self.engine.contains
+        contains = self._contains
         if s.relation:
             row = (oid, s.type, s.id, s.relation)
             return row if contains(dl, row) else None
@@ -127,7 +138,7 @@ class ZanzibarView:
         """Objects of ``resource_type`` on which ``subject`` has ``permission``, by id."""
         dl, exact = self._relation(resource_type, permission, "permission")
         s = self._subject(subject)
-        lookup = self.engine.lookup
+        lookup = self.rows
         if s.relation:
             found = {r[0] for r in lookup(dl, (None, s.type, s.id, s.relation))}
             if s.type == resource_type and s.relation == permission:
@@ -159,7 +170,7 @@ class ZanzibarView:
             raise RelationshipError(
                 f"subject_relation: type {subject_type!r} has no relation {subject_relation!r}"
             )
-        rows = self.engine.lookup(dl, (oid, subject_type, None, subject_relation))
+        rows = self.rows(dl, (oid, subject_type, None, subject_relation))
         ids = {str(r[2]) for r in rows}
         if subject_relation and subject_type == otype and subject_relation == permission:
             ids.add(oid)
@@ -177,6 +188,8 @@ class ZanzibarView:
         s = self._subject(subject)
         if (s.type, s.id, s.relation) == (otype, oid, permission):
             return f"{resource}#{permission}@{subject}: a userset has itself"
+        if dl in self.empty:
+            return f"{resource}#{permission}@{subject}: no path ({otype}#{permission} is nil)"
         row = self._row(dl, exact, oid, s) or (oid, s.type, s.id, s.relation)
         explain = getattr(self.engine, "explain", None)
         if explain is None:

@@ -23,6 +23,10 @@ some relationship names has its own exact row, and any other subject is answered
 representative. Pitfall: an exact relation holding a wildcard costs one row per known subject of
 its type.
 
+**Usersets as subjects.** OpenFGA treats a userset ``folder:x#viewer`` as a subject of every
+relation it implies (through ``viewer from parent``, say): OpenFGA models get the rule
+``T__r(O, "T", O, "r") :- zanzibar_object("T", O)`` for each relation.
+
 **Materialized or on demand.** Relations in a recursive component (group membership, folder
 ancestry) and everything they read are materialized; the others (usually the permissions) are
 ``.on_demand``: evaluated through indexes at check or lookup time. ``materialize="all"``
@@ -63,6 +67,7 @@ __all__ = [
 
 RELATIONSHIP: Final = "relationship"
 SUBJECT: Final = "zanzibar_subject"
+OBJECT: Final = "zanzibar_object"
 META: Final = "zanzibar_relation"
 _SAFE: Final = re.compile(r"[A-Za-z0-9_]")
 
@@ -205,8 +210,11 @@ class CompiledModel:
 
 
 class _Compiler:
-    def __init__(self, model: Model, materialize: Literal["auto", "all"]) -> None:
+    def __init__(
+        self, model: Model, materialize: Literal["auto", "all"], userset_self: bool
+    ) -> None:
         self.model = model
+        self.userset_self = userset_self
         self.materialize = materialize
         self.rels: dict[str, _Rel] = {}
         self.names: dict[tuple[str, str], str] = {}
@@ -521,6 +529,9 @@ class _Compiler:
         self.fresh = 0
         exact = rel.dl in self.exact
         out = []
+        if self.userset_self and self.model.relation(rel.type, rel.name) is not None:
+            t, r = _Const(rel.type), _Const(rel.name)
+            out.append(f"{rel.dl}({_OBJ}, {t}, {_OBJ}, {r}) :- {OBJECT}({t}, {_OBJ}).")
         for a in self.alts(rel, rel.expr, _OBJ, exact):
             if a.subj is None:
                 continue
@@ -558,6 +569,13 @@ class _Compiler:
             "SubjectRelation): the relationships;",
             "// T__r(ObjectId, SubjectType, SubjectId, SubjectRelation): the subjects of T#r.",
         ]
+        if self.userset_self:
+            lines += [
+                "",
+                "// Every object some relationship names: a userset T:O#r has r on T:O.",
+                f"{OBJECT}(T, O) :- {RELATIONSHIP}(T, O, _, _, _, _).",
+                f'{OBJECT}(T, O) :- {RELATIONSHIP}(_, _, _, T, O, _), O != "*".',
+            ]
         if self.exact:
             lines += [
                 "",
@@ -656,11 +674,23 @@ def _recursive(deps: dict[str, set[str]]) -> set[str]:
     return out
 
 
-def compile_model(model: Model, *, materialize: Literal["auto", "all"] = "auto") -> CompiledModel:
+def compile_model(
+    model: Model,
+    *,
+    materialize: Literal["auto", "all"] = "auto",
+    userset_self: bool | None = None,
+) -> CompiledModel:
     """Check ``model`` and compile it (raise :class:`~rune.models.errors.ModelError`).
 
     The program is not run here; :func:`rune.models.check.ZanzibarView` or a bundle does.
     A recursion through an exclusion's right side is refused by the engine as not
     stratifiable when the program is loaded.
+
+    ``userset_self`` (default: for OpenFGA models) adds to every relation ``T#r`` the userset
+    ``T:O#r`` of each object O some relationship names, so that usersets which imply a relation
+    are its subjects (OpenFGA's ListUsers and checks with userset users); SpiceDB lists only
+    the subjects relationships name.
     """
-    return _Compiler(model, materialize).run()
+    if userset_self is None:
+        userset_self = model.dialect == "openfga"
+    return _Compiler(model, materialize, userset_self).run()

@@ -23,6 +23,8 @@ from typing import Any, Final
 
 from rune.errors import RuneError
 from rune.ivm.values import EntityRef
+from rune.models.check import ZanzibarView
+from rune.models.requests import decide_check, is_check_request
 from rune.policies import builtins as B
 from rune.policies.bundle import (
     Bundle,
@@ -110,6 +112,7 @@ class Authorizer:
         self._max_candidates = max_lookup_candidates
         self._rule_reasons = rule_reasons
         self._memo = FragmentMemo()
+        self._zanzibar: ZanzibarView | None = None
         self._state = self._make_state()
 
     # -- state -------------------------------------------------------------------------
@@ -159,6 +162,7 @@ class Authorizer:
         return n
 
     def _make_state(self) -> State:
+        self._zanzibar = None  # a program change: the model is read again on first use
         rels = self._engine.relations()
         return State(
             self._bundle,
@@ -394,6 +398,8 @@ class Authorizer:
     def decide(self, request: Mapping[str, Any]) -> Decision:
         """Decide one request; never raises on bad input (deny with an ``error``)."""
         start = time.perf_counter_ns()
+        if is_check_request(request) and self._bundle is not None:
+            return self._decision(read_id(request, self._limits[0]), self._check(request), start)
         try:
             req = parse_request(request, *self._limits)
         except RequestError as exc:
@@ -419,6 +425,10 @@ class Authorizer:
         cache = self._cache
         no_bundle = self._bundle is None
         for i, raw in enumerate(raws):
+            if is_check_request(raw) and not no_bundle:
+                rid = read_id(raw, self._limits[0])
+                out[i] = self._decision(rid, self._check(raw), start)
+                continue
             try:
                 req = parse_request(raw, *self._limits)
             except RequestError as exc:
@@ -440,6 +450,13 @@ class Authorizer:
                     cache.put(req.key, outcome, outcome.size() + len(req.key[3]))
                 out[i] = self._decision(req.id, outcome, start)
         return [d for d in out if d is not None]
+
+    def _check(self, raw: Mapping[str, Any]) -> Outcome:
+        """A Zanzibar check (``resource``, ``permission``, ``subject``; :mod:`rune.models`)."""
+        view = self._zanzibar
+        if view is None:
+            view = self._zanzibar = ZanzibarView(self._engine)
+        return decide_check(view, raw, self._limits[0])
 
     def check(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Decide one request; the contract-v1 decision record (see :meth:`decide`)."""

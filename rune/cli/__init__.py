@@ -8,6 +8,7 @@
 - ``rune bundle build``: bundles from source files, ``bundle.py``
 - ``rune test``: policy test files, ``policytest.py``
 - ``rune produce`` / ``rune consume``: RUNE's topics from the shell, ``topicio.py``
+- ``rune validate``: SpiceDB validation files and OpenFGA test files, ``validate.py``
 - ``rune version``
 """
 
@@ -25,6 +26,7 @@ from rune.cli.run import run
 from rune.cli.serve import serve
 from rune.cli.topicio import consume, produce
 from rune.cli.topics import topics
+from rune.cli.validate import validate
 
 __all__ = ["main"]
 
@@ -57,5 +59,6 @@ for command in (
     test,
     produce,
     consume,
+    validate,
 ):
     main.add_command(command)

@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from rune.connectors.base import ConnectorError
-from rune.http import api, ops
+from rune.http import api, ops, zanzibar
 from rune.http.errors import HttpError, error_response
 from rune.http.runtime import RUNTIME, Runtime
 
@@ -99,4 +99,5 @@ def create_app(runtime: Runtime) -> web.Application:
     app[RUNTIME] = runtime
     app.add_routes(api.routes)
     app.add_routes(ops.routes)
+    app.add_routes(zanzibar.routes)  # /v1/check, /v1/zanzibar/lookup/* (rune.models)
     return app

@@ -16,6 +16,8 @@ import cedarpy
 import orjson
 
 from rune.ivm.values import EntityRef, Value
+from rune.models.errors import ModelError
+from rune.models.tuples import fact_event, is_relationship_event
 from rune.policies import builtins as B
 from rune.policies.entities import Entity, EntityStore, Fact, FactKey, fact_key, parse_entity
 from rune.policies.errors import EventError
@@ -92,6 +94,11 @@ def _one(
     if not isinstance(event, dict):
         raise EventError(f"expected an event object, got {kind(event)}", where.rstrip("."))
     op = event.get("op")
+    if op in ("assert", "retract") and "fact" not in event and is_relationship_event(event):
+        try:
+            event = fact_event(event)  # a Zanzibar relationship is a fact (rune.models)
+        except ModelError as exc:
+            raise EventError(exc.message, where.rstrip(".")) from None
     if op in ("assert", "retract"):
         _fields(event, "fact", where)
         rel, args = _fact(event["fact"], f"{where}fact")

@@ -1,7 +1,10 @@
 """Record keys of the fact topic, so that a compacted topic holds exactly the current state.
 
 - a fact ``[rel, a1, ..., an]`` has the key ``f:`` + canonical JSON of the list;
-- an entity has the key ``e:`` + canonical JSON of its uid ``{"id": I, "type": T}``.
+- an entity has the key ``e:`` + canonical JSON of its uid ``{"id": I, "type": T}``;
+- a Zanzibar relationship (``{"op", "relationship": "document:1#viewer@user:anne"}`` or an
+  OpenFGA tuple ``{"op", "user", "relation", "object"}``, see :mod:`rune.models.tuples`) has
+  the key of the fact it is: ``f:["relationship","document","1","viewer","user","anne",""]``.
 
 Canonical JSON (what orjson writes with sorted keys): UTF-8 with no ASCII escaping (``"é"``,
 not ``"\u00e9"``; only ``"``, ``\\`` and control characters are escaped, as ``\"``,
@@ -21,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from rune.models.errors import ModelError
+from rune.models.tuples import fact_event, is_relationship_event
 from rune.streams.errors import DecodeError
 
 __all__ = ["event_key", "keys_match", "tombstone_event"]
@@ -40,8 +45,14 @@ def _canon(value: Any) -> bytes:
 
 
 def event_key(event: Mapping[str, Any]) -> bytes:
-    """The record key of a fact or entity event of contract v1 (raise DecodeError)."""
+    """The record key of a fact or entity event of contract v1, or of a relationship event
+    (the key of its fact), (raise DecodeError)."""
     op = event.get("op")
+    if op in ("assert", "retract") and "fact" not in event and is_relationship_event(event):
+        try:
+            event = fact_event(event)
+        except ModelError as exc:
+            raise DecodeError(str(exc)) from None
     if op in ("assert", "retract"):
         fact = event.get("fact")
         if not isinstance(fact, list) or not fact:

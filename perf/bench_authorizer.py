@@ -17,8 +17,8 @@ waited for a core on this shared machine) and checks/s on one core:
            check; only the checks are timed. Each change empties the decision cache, so this
            is the miss path under a steady update stream.
 
-Targets (docs/design.md §6): datalog p99 <= 50 us and >= 100k checks/s; Cedar p99 <= 200 us; cache hit
-<= 20 us. Prints a table, then one JSON line with every figure; asserts nothing.
+Targets (docs/design.md §6): datalog p99 <= 50 us and >= 100k checks/s; Cedar p99 <= 200 us;
+cache hit <= 20 us. Prints a table, then one JSON line with every figure; asserts nothing.
 """
 
 from __future__ import annotations

@@ -266,7 +266,9 @@ def fmt_rate(x: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--scale", type=float, default=0.1, help="1.0 = docs/design.md §6 drive (default 0.1)")
+    ap.add_argument(
+        "--scale", type=float, default=0.1, help="1.0 = docs/design.md §6 drive (default 0.1)"
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--changes", type=int, default=200, help="single changes per kind")
     ap.add_argument("--checks", type=int, default=20_000, help="allow checks to time")

@@ -1,8 +1,8 @@
 """Hypothesis strategies: random stratified Datalog programs and random update streams.
 
 A generated program exists twice: as Datalog dialect source text (docs/design.md §3) for the
-engine and as a list of :mod:`reference` rules for the oracle. Programs range over base relations ``e/2``,
-``f/1``, ``g/2`` and derived relations ``p0..pk``. Each derived relation gets a rank
+engine and as a list of :mod:`reference` rules for the oracle. Programs range over base
+relations ``e/2``, ``f/1``, ``g/2`` and derived relations ``p0..pk``. Each derived relation gets a rank
 (non-decreasing in its index); a rule for ``pi`` may use positively any base relation and any
 ``pj`` of rank <= rank(pi) (so self-recursion, mutual recursion and self-joins happen), and
 negatively only base relations and ``pj`` of rank < rank(pi): stratified by construction.

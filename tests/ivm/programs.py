@@ -2,14 +2,15 @@
 
 A generated program exists twice: as Datalog dialect source text (docs/design.md §3) for the
 engine and as a list of :mod:`reference` rules for the oracle. Programs range over base
-relations ``e/2``, ``f/1``, ``g/2`` and derived relations ``p0..pk``. Each derived relation gets a rank
-(non-decreasing in its index); a rule for ``pi`` may use positively any base relation and any
-``pj`` of rank <= rank(pi) (so self-recursion, mutual recursion and self-joins happen), and
-negatively only base relations and ``pj`` of rank < rank(pi): stratified by construction.
-Rules are safe by construction: head, negated-atom and comparison variables are drawn from the
-variables of the positive atoms; anonymous variables ``_`` may appear in positive and negated
-atoms; comparisons (``= != < <= > >=``) relate two variables or a variable and a constant.
-Each derived relation has at least one rule; some get a fact in the source text.
+relations ``e/2``, ``f/1``, ``g/2`` and derived relations ``p0..pk``. Each derived relation
+gets a rank (non-decreasing in its index); a rule for ``pi`` may use positively any base
+relation and any ``pj`` of rank <= rank(pi) (so self-recursion, mutual recursion and self-joins
+happen), and negatively only base relations and ``pj`` of rank < rank(pi): stratified by
+construction. Rules are safe by construction: head, negated-atom and comparison variables are
+drawn from the variables of the positive atoms; anonymous variables ``_`` may appear in
+positive and negated atoms; comparisons (``= != < <= > >=``) relate two variables or a variable
+and a constant. Each derived relation has at least one rule; some get a fact in the source
+text.
 
 The value domain is small (so joins hit) and mixes strings, ints, an entity and ``True``; it
 contains no ``1``/``0`` so that Python sets never merge ``True`` with ``1``.

@@ -2,7 +2,9 @@
 
 - ``rune run``: the stream service (Kafka, or the embedded log over files), ``run.py``
 - ``rune serve``: the stream service plus the HTTP API, ``serve.py``
-- ``rune check`` / ``rune explain`` / ``rune benchmark``: offline tools, ``offline.py``
+- ``rune check`` / ``rune explain``: offline decisions, ``check.py`` (inputs in
+  ``inputs.py``, explanations rendered by ``render.py``)
+- ``rune benchmark``: in-process latency and throughput, ``bench.py``
 - ``rune config check|migrate``: settings files, ``config.py``
 - ``rune topics create|list``: the Kafka topics, ``topics.py``
 - ``rune bundle build``: bundles from source files, ``bundle.py``
@@ -18,9 +20,10 @@ from importlib import metadata
 
 import click
 
+from rune.cli.bench import benchmark
 from rune.cli.bundle import bundle
+from rune.cli.check import check, explain
 from rune.cli.config import config
-from rune.cli.offline import benchmark, check, explain
 from rune.cli.policytest import test
 from rune.cli.run import run
 from rune.cli.serve import serve

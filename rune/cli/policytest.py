@@ -269,7 +269,7 @@ def _test_file(path: Path, doc: object, lines: list[int]) -> TestFile:
 
 
 def _authorizer(tf: TestFile) -> tuple[Authorizer, BundleSource]:
-    from rune.cli.offline import _Loader, _path_source
+    from rune.cli.inputs import Loader, path_source
 
     label = str(tf.path)
     try:
@@ -281,10 +281,10 @@ def _authorizer(tf: TestFile) -> tuple[Authorizer, BundleSource]:
         az.load_bundle(source.bundle)
     except PolicyError as exc:
         raise TestFileError(f"bundle rejected: {source.locate(exc)}", f"{label}: bundle") from None
-    loader = _Loader(skip_bad=False)
+    loader = Loader(skip_bad=False)
     for events in tf.events:
         try:
-            loader.apply_file(az, _path_source(events))
+            loader.apply_file(az, path_source(events))
         except click.ClickException as exc:
             message = exc.message.removesuffix(" (--skip-bad skips bad lines)")
             raise TestFileError(message, f"{label}: events") from None
@@ -309,7 +309,7 @@ def _request(query: Mapping[str, Any], principal: object, resource: object) -> d
 
 
 def _explain(az: Authorizer, source: BundleSource, request: dict[str, Any]) -> str:
-    from rune.cli.offline import render_explanation
+    from rune.cli.render import render_explanation
 
     decision = az.check(request)
     text = render_explanation(az, request, decision)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +18,7 @@ import click
 import orjson
 
 from rune.cli.bundle import bundle_bytes, bundle_option
+from rune.cli.inputs import EXAMPLE
 from rune.cli.options import load_from_flags, service_options, tune_process
 from rune.config import Settings
 from rune.connectors.base import Outgoing
@@ -28,8 +28,6 @@ from rune.errors import RuneError
 from rune.ops.logs import configure_logging
 from rune.streams.app import Service, kafka_log
 from rune.streams.keys import event_key
-
-EXAMPLE = resources.files("rune") / "examples" / "drive"
 
 
 @click.command()

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -16,6 +15,7 @@ import click
 import orjson
 
 from rune.cli.bundle import bundle_bytes, bundle_option
+from rune.cli.inputs import EXAMPLE
 from rune.cli.options import load_from_flags, service_options, tune_process
 from rune.config import Settings
 from rune.connectors.base import Log, Outgoing
@@ -24,7 +24,6 @@ from rune.ops.logs import configure_logging
 
 __all__ = ["serve"]
 
-EXAMPLE = resources.files("rune") / "examples" / "drive"
 WORKER_ENV = "RUNE_WORKER_INDEX"
 
 

@@ -1,4 +1,4 @@
-"""``rune check``, ``rune explain``, ``rune benchmark`` (rune/cli/offline.py) through CliRunner."""
+"""``rune check``, ``rune explain``, ``rune benchmark`` through CliRunner."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from rune.errors import RuneError
 from rune.ivm.values import EntityRef
 from rune.models.check import ZanzibarView
 from rune.models.requests import decide_check, is_check_request
-from rune.policies import builtins as B
+from rune.policies.builtin_rules import ALLOW, DENY, ENTITY_IN, HAS_MEMBERS
 from rune.policies.bundle import (
     Bundle,
     build_bundle,
@@ -38,7 +38,7 @@ from rune.policies.decide import Counters, Outcome, State, decide
 from rune.policies.decision import Decision, Watermark
 from rune.policies.entities import EntityStore
 from rune.policies.errors import BundleError, EventError, RequestError, StaleBundleError
-from rune.policies.events import plan
+from rune.policies.events import net_events
 from rune.policies.lookup import MAX_CANDIDATES, Page, lookup
 from rune.policies.requests import (
     MAX_CONTEXT_DEPTH,
@@ -59,10 +59,10 @@ NO_BUNDLE: Final = "no active bundle"
 
 EngineFactory = Callable[[str], Views]
 
-_SLICE_RELATIONS: Final = (B.ENTITY_IN, B.HAS_MEMBERS)
+_SLICE_RELATIONS: Final = (ENTITY_IN, HAS_MEMBERS)
 """Relations the Cedar slices read (besides the entity store)."""
 _MAX_PRECISE_ROWS: Final = 4096
-WARM_RELATIONS: Final = (B.ALLOW, B.DENY, B.ENTITY_IN, B.HAS_MEMBERS)
+WARM_RELATIONS: Final = (ALLOW, DENY, ENTITY_IN, HAS_MEMBERS)
 """Relations a new engine compiles and indexes before it serves (decisions read them)."""
 """Above this many changed rows of those, the slice memo is cleared instead of picked."""
 
@@ -168,8 +168,8 @@ class Authorizer:
             self._bundle,
             self._engine,
             self._store,
-            B.ALLOW in rels,
-            B.DENY in rels,
+            ALLOW in rels,
+            DENY in rels,
             self._memo,
             self._rule_reasons,
             self._counters,
@@ -303,7 +303,7 @@ class Authorizer:
         """Check ``events`` against the active bundle as ``apply_batch`` would, without
         applying them; raise :class:`~rune.policies.errors.EventError` naming the place."""
         schema = self._bundle.schema if self._bundle is not None else None
-        plan(events, self._store, schema, prefix, self._engine.arity)
+        net_events(events, self._store, schema, prefix, self._engine.arity)
 
     def apply(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
         """Apply one fact or entity event; returns the engine's changes (relation -> Change)."""
@@ -352,7 +352,7 @@ class Authorizer:
 
     def _apply(self, events: Sequence[object], prefix: str) -> Mapping[str, Any]:
         schema = self._bundle.schema if self._bundle is not None else None
-        p = plan(events, self._store, schema, prefix, self._engine.arity)
+        p = net_events(events, self._store, schema, prefix, self._engine.arity)
         if p.empty:
             return {}
         self._generation += 1
@@ -369,9 +369,7 @@ class Authorizer:
             self._cache.invalidate()
             self._forget_fragments(changes, p.entities)
         state = self._state
-        if (B.ALLOW in changes and not state.has_allow) or (
-            B.DENY in changes and not state.has_deny
-        ):
+        if (ALLOW in changes and not state.has_allow) or (DENY in changes and not state.has_deny):
             self._state = self._make_state()  # allow/deny first appeared as base facts
         return changes
 

@@ -104,17 +104,17 @@ def serve(
 async def _serve(
     settings: Settings, log: Log, config: Path | None, overrides: dict[str, Any]
 ) -> None:
-    from rune.http.server import Server
+    from rune.http.host import HttpHost
 
-    server = Server(
+    host = HttpHost(
         settings,
         log,
         config_path=config,
         overrides=overrides,
         reuse_port=WORKER_ENV in os.environ,
     )
-    server.install_signal_handlers()
-    await server.run()
+    host.install_signal_handlers()
+    await host.run()
 
 
 def _open_log(settings: Settings, preload: tuple[Path | None, tuple[Path, ...]] | None) -> Log:

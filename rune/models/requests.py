@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from rune.models.check import ZanzibarView
 from rune.models.errors import ModelError
+from rune.models.tuples import parse_object, parse_subject
 from rune.policies.decide import Outcome
 
 __all__ = ["CHECK_FIELDS", "decide_check", "is_check_request", "validate_check"]
@@ -39,6 +40,11 @@ def validate_check(raw: Mapping[str, Any], max_id_chars: int = 256) -> str | Non
     for name in ("resource", "permission", "subject"):
         if not isinstance(raw.get(name), str) or not raw[name]:
             return f"{name}: a non-empty string is required"
+    try:
+        parse_object(raw["resource"], "resource")
+        parse_subject(raw["subject"], "subject")
+    except ModelError as exc:
+        return exc.message
     if "explain" in raw and not isinstance(raw["explain"], bool):
         return "explain: must be a boolean"
     return None

@@ -31,8 +31,10 @@ __all__ = [
     "parse_tuple",
 ]
 
-_NAME: Final = r"[^\s:#@*]+"
-_ID: Final = r"[^\s#@]+"
+_NAME: Final = r"[^\t\n\v\f\r :#@*]+"
+_ID: Final = r"[^\t\n\v\f\r #@]+"
+"""Names and ids exclude ASCII whitespace and the separators (the same classes as the
+patterns of openapi.yaml, where ``\\s`` would mean something else than in Python)."""
 _OBJECT: Final = re.compile(rf"({_NAME}):({_ID})\Z")
 _SUBJECT: Final = re.compile(rf"({_NAME}):({_ID}|\*)(?:#({_NAME}))?\Z")
 _REL: Final = re.compile(rf"({_NAME}):({_ID})#({_NAME})@(.+)\Z")

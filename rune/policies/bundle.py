@@ -19,7 +19,7 @@ from rune.errors import RuneError
 from rune.ivm.errors import DatalogError
 from rune.ivm.parser import parse
 from rune.ivm.values import EntityRef
-from rune.policies import builtins as B
+from rune.policies.builtin_rules import ALLOW, BUILTIN_RULES, DENY
 from rune.policies.cedartext import PolicyInfo, locate_parse_error, policy_info
 from rune.policies.errors import BundleError
 from rune.policies.uids import kind
@@ -71,7 +71,7 @@ class Bundle:
 
 def datalog_source(user: str) -> str:
     """The program the engine runs: the bundle's rules, then the built-in rules."""
-    return user + "\n" + B.BUILTIN_RULES
+    return user + "\n" + BUILTIN_RULES
 
 
 def compile_bundle(raw: object, compile_datalog: Callable[[str], Views]) -> Bundle:
@@ -202,7 +202,7 @@ def _check_datalog(datalog: str, compile_datalog: Callable[[str], Views]) -> Vie
         engine = compile_datalog(datalog_source(datalog))
     except DatalogError as exc:
         raise datalog_error(exc, datalog) from None
-    for rel in (B.ALLOW, B.DENY):
+    for rel in (ALLOW, DENY):
         arity = engine.arity(rel)
         if arity is not None and arity != 3:
             raise BundleError(

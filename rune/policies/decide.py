@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from rune.ivm.values import EntityRef
-from rune.policies import builtins as B
+from rune.policies.builtin_rules import ALLOW, DENY, IN_CYCLE
 from rune.policies.bundle import Bundle
 from rune.policies.cedarcall import authorize, cedar_request
 from rune.policies.cedartext import PolicyInfo
@@ -104,7 +104,7 @@ def _cedar(requests: Sequence[Request], state: State) -> list[_Cedar]:
     bundle = state.bundle
     if bundle is None or not bundle.needs_cedar:
         return [_NO_CEDAR] * len(requests)
-    cycle = next(iter(state.views.lookup(B.IN_CYCLE, (None,))), None)
+    cycle = next(iter(state.views.lookup(IN_CYCLE, (None,))), None)
     if cycle is not None:
         # Cedar on all the entities fails on a cycle wherever it is; a slice may not reach it.
         error = (f"{_CYCLE}`{cycle[0]}`",)
@@ -166,19 +166,19 @@ def _combine(req: Request, cedar: _Cedar, state: State) -> Outcome:
     permit = cedar.decision == "Allow"
     forbid = cedar.decision == "Deny" and bool(cedar.reasons)
     failed = cedar.evaluated and cedar.decision is None  # Cedar could not evaluate: fail closed
-    dl_deny = state.has_deny and views.contains(B.DENY, row)
+    dl_deny = state.has_deny and views.contains(DENY, row)
     if forbid or dl_deny or failed:
         # Denied whatever Datalog's allow says: only an explanation needs it.
         allowed = False
-        dl_allow = req.explain and state.has_allow and views.contains(B.ALLOW, row)
+        dl_allow = req.explain and state.has_allow and views.contains(ALLOW, row)
     else:
-        dl_allow = state.has_allow and views.contains(B.ALLOW, row)
+        dl_allow = state.has_allow and views.contains(ALLOW, row)
         allowed = permit or dl_allow
     if allowed:
-        dl = (_dl_reason(state, B.ALLOW, row),) if dl_allow else ()
+        dl = (_dl_reason(state, ALLOW, row),) if dl_allow else ()
         reasons = (_named(cedar) if permit else ()) + dl
     else:
-        dl = (_dl_reason(state, B.DENY, row),) if dl_deny else ()
+        dl = (_dl_reason(state, DENY, row),) if dl_deny else ()
         reasons = (_named(cedar) if forbid else ()) + dl
     explanation = _explain(req, cedar, state, dl_allow, dl_deny) if req.explain else None
     return Outcome(allowed, reasons, cedar.errors, None, explanation)
@@ -193,7 +193,7 @@ def _named(cedar: _Cedar) -> tuple[str, ...]:
 
 
 def _dl_reason(state: State, relation: str, row: tuple[EntityRef, ...]) -> str:
-    base = DATALOG_ALLOW if relation == B.ALLOW else DATALOG_DENY
+    base = DATALOG_ALLOW if relation == ALLOW else DATALOG_DENY
     if not state.rule_reasons:
         return base
     derivation = state.views.explain(relation, row)
@@ -227,8 +227,8 @@ def _explain(
             cedar_part["effect"] = effect
     datalog: dict[str, Any] = {}
     for rel, present, defined in (
-        (B.ALLOW, dl_allow, state.has_allow),
-        (B.DENY, dl_deny, state.has_deny),
+        (ALLOW, dl_allow, state.has_allow),
+        (DENY, dl_deny, state.has_deny),
     ):
         if not defined:
             datalog[rel] = {"defined": False}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from rune.ivm.values import EntityRef, Value
-from rune.policies import builtins as B
+from rune.policies.builtin_rules import ATTR, ATTR_ELEM, ENTITY, PARENT, TAG
 from rune.policies.cedarjson import check_value
 from rune.policies.errors import EventError
 from rune.policies.uids import kind, parse_uid, uid_json
@@ -42,22 +42,22 @@ class Entity:
 
     def facts(self) -> Iterator[Fact]:
         uid = self.uid
-        yield (B.ENTITY, (uid,))
+        yield (ENTITY, (uid,))
         for p in self.parents:
-            yield (B.PARENT, (uid, p))
+            yield (PARENT, (uid, p))
         for name, value in self.attrs.items():
             scalar = _scalar(value)
             if scalar is not None:
-                yield (B.ATTR, (uid, name, scalar))
+                yield (ATTR, (uid, name, scalar))
             elif isinstance(value, list):
                 for item in value:
                     s = _scalar(item)
                     if s is not None:
-                        yield (B.ATTR_ELEM, (uid, name, s))
+                        yield (ATTR_ELEM, (uid, name, s))
         for key, value in (self.tags or {}).items():
             scalar = _scalar(value)
             if scalar is not None:
-                yield (B.TAG, (uid, key, scalar))
+                yield (TAG, (uid, key, scalar))
 
     def fact_keys(self) -> dict[FactKey, Fact]:
         return {fact_key(rel, args): (rel, args) for rel, args in self.facts()}

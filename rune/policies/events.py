@@ -1,6 +1,6 @@
-"""Fact and entity events of contract v1, planned into one all-or-nothing engine update.
+"""Fact and entity events of contract v1, netted into one all-or-nothing engine update.
 
-``plan(events, store, schema)`` validates every event first and nets the batch as if the
+``net_events(events, store, schema)`` validates every event first and nets the batch as if the
 events were applied one after the other (the last event on a fact or entity wins), so that the
 resulting insert and delete sets can go to one ``Engine.update``; nothing is applied here.
 """
@@ -18,12 +18,12 @@ import orjson
 from rune.ivm.values import EntityRef, Value
 from rune.models.errors import ModelError
 from rune.models.tuples import fact_event, is_relationship_event
-from rune.policies import builtins as B
+from rune.policies.builtin_rules import ALLOW, DENY, PROTECTED_RELATIONS
 from rune.policies.entities import Entity, EntityStore, Fact, FactKey, fact_key, parse_entity
 from rune.policies.errors import EventError
 from rune.policies.uids import kind, parse_scalar, parse_uid
 
-__all__ = ["MAX_FACT_ARITY", "Plan", "plan"]
+__all__ = ["MAX_FACT_ARITY", "NetUpdate", "net_events"]
 
 MAX_FACT_ARITY: Final = 64
 _RELATION_RE: Final = re.compile(r"[a-z_][A-Za-z0-9_]*\Z")
@@ -31,7 +31,9 @@ _OPTIONAL: Final = frozenset({"tenant", "ts"})
 
 
 @dataclass(slots=True)
-class Plan:
+class NetUpdate:
+    """What a batch of events does: engine rows to insert and delete, entities to change."""
+
     insert: dict[str, list[tuple[Value, ...]]] = field(default_factory=dict)
     delete: dict[str, list[tuple[Value, ...]]] = field(default_factory=dict)
     entities: dict[EntityRef, Entity | None] = field(default_factory=dict)
@@ -42,14 +44,14 @@ class Plan:
         return not (self.insert or self.delete or self.entities)
 
 
-def plan(
+def net_events(
     events: Sequence[object],
     store: EntityStore,
     schema: cedarpy.Schema | None,
     prefix: str = "events",
     arity: Callable[[str], int | None] = lambda rel: None,
-) -> Plan:
-    """Validate ``events`` and net them into a :class:`Plan` (raise :class:`EventError`).
+) -> NetUpdate:
+    """Validate ``events`` and net them into a :class:`NetUpdate` (raise :class:`EventError`).
 
     ``arity`` gives the engine's arity of a relation (None when unknown) so that a fact with
     the wrong number of arguments is reported at its place.
@@ -64,7 +66,7 @@ def plan(
     upserted = [e for e in overlay.values() if e is not None]
     if upserted:
         _cedar_check(upserted, schema, wheres)
-    out = Plan()
+    out = NetUpdate()
     for (rel, args), present in facts.values():
         (out.insert if present else out.delete).setdefault(rel, []).append(args)
     for uid, new in overlay.items():
@@ -147,11 +149,11 @@ def _fact(obj: object, where: str) -> Fact:
     rel = obj[0]
     if not isinstance(rel, str) or not _RELATION_RE.match(rel):
         raise EventError(f"invalid relation name {rel!r}", f"{where}[0]")
-    if rel in B.PROTECTED_RELATIONS:
+    if rel in PROTECTED_RELATIONS:
         raise EventError(
             f"relation {rel!r} is maintained from entity events (use upsert/delete)", f"{where}[0]"
         )
-    if rel in (B.ALLOW, B.DENY) and len(obj) != 4:
+    if rel in (ALLOW, DENY) and len(obj) != 4:
         raise EventError(f"{rel!r} facts have three arguments (principal, action, resource)", where)
     if len(obj) - 1 > MAX_FACT_ARITY:
         raise EventError(f"more than {MAX_FACT_ARITY} arguments", where)

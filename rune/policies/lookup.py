@@ -23,7 +23,7 @@ import orjson
 
 from rune.ivm.values import EntityRef
 from rune.jsonbytes import dumps_kept
-from rune.policies import builtins as B
+from rune.policies.builtin_rules import ALLOW
 from rune.policies.cedarjson import collect_refs
 from rune.policies.decide import Outcome, State
 from rune.policies.errors import RequestError
@@ -82,7 +82,7 @@ def lookup(
     if state.has_allow:
         pattern = (fixed, action, None) if free_is_resource else (None, action, fixed)
         col = 2 if free_is_resource else 0
-        for row in state.views.lookup(B.ALLOW, pattern):
+        for row in state.views.lookup(ALLOW, pattern):
             v = row[col]
             if isinstance(v, EntityRef) and v.type == free_type:
                 ids.add(v.id)

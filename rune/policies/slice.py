@@ -37,7 +37,7 @@ from typing import Final
 import orjson
 
 from rune.ivm.values import EntityRef
-from rune.policies import builtins as B
+from rune.policies.builtin_rules import ENTITY_IN, HAS_MEMBERS
 from rune.policies.entities import EntityStore
 from rune.policies.errors import RequestError
 from rune.policies.views import Views
@@ -169,7 +169,7 @@ class Slice:
         for uid, node in nodes.items():
             flag = node.is_parent
             if flag is None:
-                flag = node.is_parent = views.contains(B.HAS_MEMBERS, (uid,))
+                flag = node.is_parent = views.contains(HAS_MEMBERS, (uid,))
             if flag:
                 targets.append((uid, node))
         parts = []
@@ -180,7 +180,7 @@ class Slice:
                 for a, anode in targets:
                     hit = known.get(a)
                     if hit is None:
-                        hit = known[a] = a != uid and views.contains(B.ENTITY_IN, (uid, a))
+                        hit = known[a] = a != uid and views.contains(ENTITY_IN, (uid, a))
                     if hit:
                         parents.append(anode.uid)
                 if parents:

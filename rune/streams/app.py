@@ -30,8 +30,8 @@ from rune.streams.dlq import DeadLetters
 from rune.streams.errors import StartupError
 from rune.streams.ingest import Ingest
 from rune.streams.outbox import Outbox
+from rune.streams.responder import Responder
 from rune.streams.retry import Backoff
-from rune.streams.serve import Serve
 from rune.streams.state import ServiceState
 
 __all__ = ["Service", "build_authorizer", "kafka_log", "topic_specs"]
@@ -148,7 +148,7 @@ class Service:
         self.dead_letters = DeadLetters(ctx, self.state)
         self.bundles = BundleStage(ctx, self.state)
         self.ingest = Ingest(ctx, self.bundles, self.dead_letters)
-        self.serve = Serve(ctx, self.outbox, self.dead_letters)
+        self.responder = Responder(ctx, self.outbox, self.dead_letters)
         self.changefeed = Changefeed(ctx)
         self.ingest.on_changes.append(self.changefeed.on_changes)
 
@@ -182,8 +182,8 @@ class Service:
         if not positions:
             return {}
         topics = list(self.ingest.topics)
-        if self.serve.opened:
-            positions.update(await self.serve.positions())
+        if self.responder.opened:
+            positions.update(await self.responder.positions())
             topics.append(ctx.settings.topics.requests)
         ends = await ctx.log.end_offsets(topics)
         lag = {tp: max(0, end - positions.get(tp, 0)) for tp, end in ends.items()}
@@ -263,11 +263,11 @@ class Service:
             if ctx.settings.stream.gc_freeze:
                 _log.debug("heap settled", seconds=round(heap.settle(), 3))
             ctx.ready.set()
-            await self._retry("opening the request reader", self.serve.open)
+            await self._retry("opening the request reader", self.responder.open)
             try:
                 await self._serve(until_idle)
             finally:
-                await self.serve.close()
+                await self.responder.close()
         finally:
             await self.ingest.close()
 
@@ -282,12 +282,12 @@ class Service:
 
         async def serve_loop() -> None:
             while not stop.is_set():
-                n = await self.serve.poll()
+                n = await self.responder.poll()
                 if until_idle and n == 0 and await self._idle():
                     ctx.stopping.set()
 
         async def waiter() -> None:
-            await self.serve.wait_loop()
+            await self.responder.wait_loop()
 
         tasks = [
             asyncio.create_task(ingest_loop(), name="rune-ingest"),
@@ -313,9 +313,9 @@ class Service:
         timeout = ctx.settings.stream.shutdown_timeout_s
         try:
             if not pending:
-                await asyncio.wait_for(self.serve.serve_waiting(), timeout)
+                await asyncio.wait_for(self.responder.serve_waiting(), timeout)
             # every decision acknowledged, the last offsets committed
-            await asyncio.wait_for(self.serve.drain(), timeout)
+            await asyncio.wait_for(self.responder.drain(), timeout)
         except TimeoutError:
             ctx.notice(
                 "stopped with decisions not acknowledged by the log: their requests stay "
@@ -325,8 +325,8 @@ class Service:
     async def _idle(self) -> bool:
         ctx = self.ctx
         ends = await ctx.log.end_offsets(self.ingest.topics)
-        if not self.ingest.caught_up(ends) or not self.serve.idle:
+        if not self.ingest.caught_up(ends) or not self.responder.idle:
             return False
         req = await ctx.log.end_offsets([ctx.settings.topics.requests])
-        pos = await self.serve.positions()
+        pos = await self.responder.positions()
         return all(pos.get(tp, 0) >= end for tp, end in req.items())

@@ -202,7 +202,7 @@ def test_shutdown_budget_covers_pre_stop_and_the_drain(clean_env: None, tmp_path
     path.write_text(config_toml(), encoding="utf-8")
     drain = load_settings(path).stream.shutdown_timeout_s
     # preStop, then two bounded drains (HTTP requests, then the stream service's batches),
-    # then a margin for the Kafka clients to close (rune/http/server.py)
+    # then a margin for the Kafka clients to close (rune/http/host.py)
     assert spec["terminationGracePeriodSeconds"] >= float(pre_stop[1]) + 2 * drain + 5
 
 

@@ -23,7 +23,7 @@ import orjson
 from rune.config import load_settings
 from rune.connectors.base import Outgoing
 from rune.connectors.embedded import EmbeddedLog
-from rune.http.server import Server
+from rune.http.host import HttpHost
 from rune.streams.app import topic_specs
 
 BUNDLE = {
@@ -56,7 +56,7 @@ def request(p: str, a: str, r: str, **more: Any) -> dict[str, Any]:
 
 @dataclass
 class Http:
-    server: Server
+    server: HttpHost
     session: aiohttp.ClientSession
     log: EmbeddedLog
 
@@ -101,7 +101,7 @@ async def serving(
 
     for event in events:
         log.append(Outgoing(settings.topics.facts, event_key(event), orjson.dumps(event)))
-    server = Server(settings, log, config_path=config, overrides=overrides, notice=lambda m: None)
+    server = HttpHost(settings, log, config_path=config, overrides=overrides, notice=lambda m: None)
     task = asyncio.create_task(server.run())
 
     async def up() -> None:

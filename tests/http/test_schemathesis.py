@@ -107,6 +107,15 @@ SEMANTIC_REFUSALS = (
             "a cursor the server did not issue"),
     Refusal("GET /v1/lookup/subjects", 422, "invalid_request", r"^cursor$",
             "a cursor the server did not issue"),
+    *(
+        Refusal(op, 422, "invalid_request", r"the model has no ",
+                "a type, relation or permission the active model does not define")
+        for op in ("GET /v1/zanzibar/lookup/resources", "GET /v1/zanzibar/lookup/subjects")
+    ),
+    *(
+        Refusal(op, 422, "invalid_request", r"^cursor$", "a cursor the server did not issue")
+        for op in ("GET /v1/zanzibar/lookup/resources", "GET /v1/zanzibar/lookup/subjects")
+    ),
 )  # fmt: skip
 
 

@@ -34,8 +34,8 @@ from rune.cli import main
 from rune.config import Settings, load_settings
 from rune.connectors.base import Outgoing
 from rune.connectors.embedded import EmbeddedLog
+from rune.http.host import HttpHost
 from rune.http.limits import MAX_REQUEST_LINE
-from rune.http.server import Server
 from rune.streams.app import topic_specs
 from rune.streams.keys import event_key
 from tests.http.harness import ADMIN, BUNDLE, Http, ok_fact, request, serving, uid
@@ -157,7 +157,7 @@ def _openapi_examples() -> Iterator[tuple[str, Any]]:
 
 
 def app_routes() -> set[tuple[str, str]]:
-    server = Server(load_settings(None, {}), EmbeddedLog())
+    server = HttpHost(load_settings(None, {}), EmbeddedLog())
     out = set()
     for route in server.app.router.routes():
         if route.method == "HEAD":

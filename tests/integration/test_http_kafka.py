@@ -12,7 +12,7 @@ import orjson
 
 from rune.config import load_settings
 from rune.connectors.kafka import KafkaLog
-from rune.http.server import Server
+from rune.http.host import HttpHost
 from tests.integration.service_helpers import DEADLINE_S, TopicFactory, client, make_topics
 
 BUNDLE = {"version": 1, "datalog": "allow(P, A, R) :- ok(P, A, R).", "cedar": ""}
@@ -39,7 +39,7 @@ async def test_read_your_writes_over_http_on_kafka(
             "logging": {"decisions": "none"},
         },
     )
-    server = Server(settings, KafkaLog(kafka_bootstrap), notice=lambda m: None)
+    server = HttpHost(settings, KafkaLog(kafka_bootstrap), notice=lambda m: None)
     task = asyncio.create_task(server.run())
     ready = asyncio.create_task(server.service.ctx.ready.wait())
     await asyncio.wait([task, ready], timeout=DEADLINE_S, return_when="FIRST_COMPLETED")

@@ -134,7 +134,7 @@ async def test_a_restart_after_compaction_sees_the_latest_facts() -> None:
 
 async def test_rune_serve_keeps_the_decision_topic_bounded() -> None:
     from rune.cli.serve import _open_log
-    from rune.http.server import Server
+    from rune.http.host import HttpHost
 
     settings = load_settings(
         None,
@@ -150,7 +150,7 @@ async def test_rune_serve_keeps_the_decision_topic_bounded() -> None:
     log = _open_log(settings, (None, ()))  # the bundled example, as `rune serve` starts
     assert isinstance(log, EmbeddedLog)
     assert log.retention(settings.topics.decisions).retention_records == RECORDS
-    server = Server(settings, log, notice=lambda m: None)
+    server = HttpHost(settings, log, notice=lambda m: None)
     task = asyncio.create_task(server.run())
     await server.listening.wait()
     await server.service.ctx.ready.wait()

@@ -1,5 +1,5 @@
-"""Serve: requests through a consumer group, decided in batches, their decisions delivered to
-the decision topic before the request offsets are committed.
+"""The responder: requests through a consumer group, decided in batches, their decisions
+delivered to the decision topic before the request offsets are committed.
 
 Guarantees:
 
@@ -43,7 +43,7 @@ from rune.streams.offsets import OffsetTracker
 from rune.streams.outbox import Outbox, slim
 from rune.streams.retry import Backoff
 
-__all__ = ["MAX_DELIVERIES", "Serve"]
+__all__ = ["MAX_DELIVERIES", "Responder"]
 
 MAX_DELIVERIES: Final = 8
 _ID: Final = re.compile(rb'"id"\s*:\s*"([^"\\]{1,256})"')
@@ -54,7 +54,7 @@ Refusal = tuple[Record, object, str]
 """``(record, request or its readable id holder, error)``: answered with a deny."""
 
 
-class Serve:
+class Responder:
     def __init__(self, ctx: Context, outbox: Outbox, dead_letters: DeadLetters) -> None:
         self.ctx = ctx
         self.outbox = outbox

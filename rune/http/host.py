@@ -28,12 +28,12 @@ from rune.http.runtime import Runtime
 from rune.ops.logs import configure_logging
 from rune.streams.app import Service
 
-__all__ = ["Server"]
+__all__ = ["HttpHost"]
 
 _log = structlog.get_logger("rune.serve")
 
 
-class Server:
+class HttpHost:
     def __init__(
         self,
         settings: Settings,
@@ -92,9 +92,8 @@ class Server:
         await runner.setup()
         site = web.TCPSite(runner, s.host, s.port, reuse_port=self._reuse_port or None)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else s.port
+        addresses = runner.addresses  # (host, port, ...) of each listening socket
+        self.port = int(addresses[0][1]) if addresses else s.port
         self.listening.set()
         _log.info("listening", host=s.host, port=self.port)
         service_task = asyncio.create_task(self.service.run(), name="rune-service")

@@ -16,6 +16,7 @@ from confluent_kafka import (
 
 from rune.client.errors import ClientError
 from rune.config import Topics
+from rune.connectors.kafka import codes
 from rune.connectors.kafka.options import KafkaOptions
 
 __all__ = [
@@ -141,12 +142,12 @@ class TopicReader:
                 record = Record(msg)
                 self._reached[record.partition] = record.offset + 1
                 out.append(record)
-            elif err.code() == KafkaError._PARTITION_EOF:
+            elif err.code() == codes.PARTITION_EOF:
                 p = msg.partition() or 0
                 self._reached[p] = max(self._reached.get(p, 0), msg.offset() or 0)
             elif err.fatal() or err.code() in (
                 KafkaError.UNKNOWN_TOPIC_OR_PART,
-                KafkaError._UNKNOWN_TOPIC,
+                codes.UNKNOWN_TOPIC,
                 KafkaError.TOPIC_AUTHORIZATION_FAILED,
             ):
                 raise ClientError(f"reading {self.topic!r}: {err.str()}")

@@ -91,7 +91,8 @@ class Receipt:
         self._token: Token | None = None
         self._error: str | None = None
 
-    def _done(self, err: KafkaError | None, msg: Message) -> None:
+    def acknowledged(self, err: KafkaError | None, msg: Message) -> None:
+        """The delivery report (librdkafka calls it; not for users)."""
         if err is not None:
             self._error = err.str()
         else:
@@ -100,6 +101,11 @@ class Receipt:
     @property
     def done(self) -> bool:
         return self._token is not None or self._error is not None
+
+    @property
+    def outcome(self) -> Token | str | None:
+        """The position (a token) once acknowledged, the error text once failed, else None."""
+        return self._token if self._token is not None else self._error
 
     def token(self, timeout: float = DEFAULT_TIMEOUT_S) -> Token:
         """Wait for the acknowledgement; the record's position as a token. Raises
@@ -258,7 +264,7 @@ class FactProducer:
         while True:
             try:
                 self._producer.produce(
-                    topic, value, key, partition=partition, on_delivery=receipt._done
+                    topic, value, key, partition=partition, on_delivery=receipt.acknowledged
                 )
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
@@ -277,10 +283,11 @@ class FactProducer:
         pending: list[Receipt] = []
         failed: str | None = None
         for r in self._receipts:
-            if r._token is not None:
-                self._token = self._token.merge(r._token)
-            elif r._error is not None:
-                failed = failed or r._error
+            outcome = r.outcome
+            if isinstance(outcome, Token):
+                self._token = self._token.merge(outcome)
+            elif outcome is not None:
+                failed = failed or outcome
             else:
                 pending.append(r)
         self._receipts = pending

@@ -50,27 +50,8 @@ class Decision(NamedTuple):
     def to_json(self) -> dict[str, Any]:
         """The contract-v1 record as a JSON-ready dict of its own (changing it changes no
         other decision)."""
-        out = self._record()
+        out = _record(self)
         out["watermark"] = {t: dict(p) for t, p in self.watermark.items()}
-        return out
-
-    def _record(self) -> dict[str, Any]:
-        """The record; its ``watermark`` is shared with other decisions (read only)."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "decision": "allow" if self.allowed else "deny",
-            "reasons": list(self.reasons),
-            "errors": list(self.errors),
-            "policy_version": self.policy_version,
-            "watermark": self.watermark,
-            "latency_us": self.latency_us,
-        }
-        if self.error is not None:
-            out["error"] = self.error
-        if self.explanation is not None:
-            out["explanation"] = self.explanation
-        if self.request is not None:
-            out["request"] = self.request
         return out
 
     def encode(self, max_bytes: int = MAX_DECISION_BYTES) -> bytes:
@@ -90,21 +71,41 @@ class Decision(NamedTuple):
                 self.latency_us,
             )
         else:
-            raw = orjson.dumps(self._record())
+            raw = orjson.dumps(_record(self))
         if len(raw) <= max_bytes:
             return raw
         note = f"explanation dropped: the decision would be {len(raw)} bytes"
         error = f"{self.error}; {note}" if self.error else note
-        slim = orjson.dumps(self._replace(explanation=None, error=error[:4096])._record())
+        slim = orjson.dumps(_record(self._replace(explanation=None, error=error[:4096])))
         if len(slim) <= max_bytes:
             return slim
         note = f"reasons and errors dropped: the decision would be {len(slim)} bytes"
         bare = self._replace(explanation=None, reasons=(), errors=(), error=note, request=None)
-        return orjson.dumps(bare._record())
+        return orjson.dumps(_record(bare))
 
     def key(self) -> bytes | None:
         """The record key on the decision topic: the request id."""
         return self.id.encode() if self.id is not None else None
+
+
+def _record(d: Decision) -> dict[str, Any]:
+    """The record of ``d``; its ``watermark`` is shared with other decisions (read only)."""
+    out: dict[str, Any] = {
+        "id": d.id,
+        "decision": "allow" if d.allowed else "deny",
+        "reasons": list(d.reasons),
+        "errors": list(d.errors),
+        "policy_version": d.policy_version,
+        "watermark": d.watermark,
+        "latency_us": d.latency_us,
+    }
+    if d.error is not None:
+        out["error"] = d.error
+    if d.explanation is not None:
+        out["explanation"] = d.explanation
+    if d.request is not None:
+        out["request"] = d.request
+    return out
 
 
 _PLAIN: Final = b'{"id":%b,"decision":"%b","reasons":%b,"errors":%b,%b,"latency_us":%d}'

@@ -128,17 +128,16 @@ class Slice:
 
     def add(self, seeds: Iterable[EntityRef]) -> None:
         nodes, memo = self._nodes, self._memo
-        known = memo._data
+        known = memo.get
         stack = list(seeds)
         while stack:
             uid = stack.pop()
             if uid in nodes:
                 continue
-            node = known.get(uid)
+            node = known(uid)
             if node is None:
                 node = self._node(uid)
                 memo.put(uid, node)
-                known = memo._data
             nodes[uid] = node
             if node.refs:
                 if len(nodes) > MAX_SLICE_ENTITIES:

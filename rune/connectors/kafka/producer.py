@@ -24,6 +24,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from rune.connectors.base import DeliveryError, FatalLogError, Outgoing, Position
+from rune.connectors.kafka import codes
 
 __all__ = ["BrokerState", "DeliveryProducer", "fatal_error"]
 
@@ -47,12 +48,12 @@ _FATAL: Final = frozenset(
         KafkaError.GROUP_AUTHORIZATION_FAILED,
         KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
         KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError._AUTHENTICATION,
-        KafkaError._FENCED,
+        codes.AUTHENTICATION,
+        codes.FENCED,
         KafkaError.PRODUCER_FENCED,
         KafkaError.INVALID_PRODUCER_EPOCH,
         KafkaError.UNKNOWN_TOPIC_OR_PART,  # a delivery fails so only after metadata waits
-        KafkaError._UNKNOWN_TOPIC,
+        codes.UNKNOWN_TOPIC,
     }
 )
 
@@ -84,7 +85,7 @@ class BrokerState:
     def on_error(self, err: KafkaError) -> None:
         self.last_error = err.str()
         code = err.code()
-        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+        if code in (codes.ALL_BROKERS_DOWN, codes.TRANSPORT):
             self.up = False
         now = time.monotonic()
         if now - self._noticed.get(code, -NOTICE_EVERY_S) >= NOTICE_EVERY_S:

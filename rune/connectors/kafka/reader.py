@@ -35,6 +35,7 @@ from confluent_kafka import (
 )
 
 from rune.connectors.base import TP, FatalLogError, Record
+from rune.connectors.kafka import codes
 from rune.connectors.kafka.producer import BrokerState, fatal_error
 
 __all__ = ["KafkaReader"]
@@ -43,7 +44,7 @@ HANDOFF_BATCHES: Final = 2
 POLL_S: Final = 0.02
 """Longest a command (commit, close) waits for the thread to come back from ``poll``."""
 MISSING_TOPIC_GRACE_S: Final = 30.0
-_MISSING: Final = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+_MISSING: Final = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, codes.UNKNOWN_TOPIC})
 
 
 class _Batch:
@@ -167,7 +168,7 @@ class KafkaReader:
 
     def _on_message_error(self, err: KafkaError, m: Message) -> None:
         code = err.code()
-        if code == KafkaError._PARTITION_EOF:
+        if code == codes.PARTITION_EOF:
             self._positions[(m.topic(), m.partition())] = m.offset() or 0  # type: ignore[index]
             return
         if fatal_error(err):

@@ -94,6 +94,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     port = free_port()
     env = {
         **os.environ,
+        "RUNE_KAFKA_START_TIMEOUT": "180",  # a restart after SIGKILL recovers its logs first
         "RUNE_KAFKA_PORT": str(port),
         "RUNE_KAFKA_CONTROLLER_PORT": str(free_port()),
         "RUNE_KAFKA_RUN": str(tmp_path_factory.mktemp("broker") / "run"),
@@ -179,7 +180,7 @@ def test_a_broker_killed_and_restarted_mid_stream_loses_no_request(
         after = requests("after-restart", 2000)
         c = Client(broker.address, topics)
         send_requests(c, after)
-        answered(c, before + after)
+        answered(c, before + after, deadline_s=300)  # the group may wait out a session first
         rune.wait_ready()
         status, body = rune.get("/health/live")
         assert status == 200 and body["pid"] == rune.pid  # the same process throughout

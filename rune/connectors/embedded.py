@@ -286,11 +286,11 @@ class EmbeddedLog(NeverFails):
         parts = self._topic(topic).partitions
         return sum(p.count for p in parts), sum(p.size for p in parts)
 
-    async def start_offsets(self, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    async def start_offsets(self, topics: Sequence[str]) -> dict[TP, int]:
         """Log-start offset of every partition of ``topics`` (Kafka's beginning offsets)."""
         return {(t, p): part.start for t in topics for p, part in self._parts(t)}
 
-    async def end_offsets(self, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    async def end_offsets(self, topics: Sequence[str]) -> dict[TP, int]:
         return {(t, p): part.end for t in topics for p, part in self._parts(t)}
 
     async def partitions(self, topic: str) -> list[int]:
@@ -509,7 +509,7 @@ class EmbeddedLog(NeverFails):
     def _parts(self, name: str) -> Iterable[tuple[int, _Partition]]:
         return enumerate(self._topic(name).partitions)
 
-    def _commit(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
+    def _commit(self, group: str, offsets: Mapping[TP, int]) -> None:
         for (topic, p), off in offsets.items():
             self._committed[(group, topic, p)] = off
 
@@ -528,9 +528,7 @@ class EmbeddedReader:
     committed offsets) hold retention and compaction back. Close it, or drop it: the log
     only keeps a weak reference."""
 
-    def __init__(
-        self, log: EmbeddedLog, start: dict[tuple[str, int], int], group: str | None
-    ) -> None:
+    def __init__(self, log: EmbeddedLog, start: dict[TP, int], group: str | None) -> None:
         self._log = log
         self._pos = start
         self._parts = [(tp, log._topic(tp[0]).partitions[tp[1]]) for tp in start]
@@ -559,10 +557,10 @@ class EmbeddedReader:
             out = self._take(max_records)
         return out
 
-    async def positions(self) -> dict[tuple[str, int], int]:
+    async def positions(self) -> dict[TP, int]:
         return {tp: part.next_at(self._pos[tp]) for tp, part in self._parts}
 
-    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+    async def commit(self, offsets: Mapping[TP, int]) -> None:
         if self._group is not None:
             self._log._commit(self._group, offsets)
 

@@ -32,6 +32,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from rune.connectors.base import TP
+
 if TYPE_CHECKING:
     from rune.authorizer import Authorizer
 
@@ -57,7 +59,7 @@ class ServiceView:
     dead_letters: Callable[[], Mapping[str, int]]
     ready: Callable[[], bool]
     log_available: Callable[[], bool] = lambda: True
-    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    lag: dict[TP, int] = field(default_factory=dict)
     """Records behind the log end per ``(topic, partition)``, refreshed before each scrape."""
 
 

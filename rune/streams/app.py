@@ -19,7 +19,7 @@ import structlog
 
 from rune.authorizer import Authorizer
 from rune.config import Settings
-from rune.connectors.base import ConnectorError, FatalLogError, Log, TopicSpec
+from rune.connectors.base import TP, ConnectorError, FatalLogError, Log, TopicSpec
 from rune.ops.audit import Audit
 from rune.ops.metrics import Metrics, ServiceView
 from rune.streams import heap
@@ -175,7 +175,7 @@ class Service:
         self.ctx.audit.configure(settings.logging)
         self.ctx.settings = settings
 
-    async def refresh_lag(self) -> dict[tuple[str, int], int]:
+    async def refresh_lag(self) -> dict[TP, int]:
         """Records behind the log end per ingested and served partition (for metrics)."""
         ctx = self.ctx
         positions = dict(self.ingest.positions)

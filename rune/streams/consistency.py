@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rune.connectors.base import Record
+from rune.connectors.base import TP, Record
 from rune.streams.context import Context
 
 __all__ = ["Token", "Waiting", "WaitingRoom", "parse_token", "satisfied", "wait_for_token"]
@@ -97,7 +97,7 @@ class WaitingRoom:
     def add(self, record: Record, request: dict[str, Any], token: Token, deadline: float) -> None:
         heapq.heappush(self._heap, Waiting(deadline, next(self._seq), record, request, token))
 
-    def drop(self, partitions: Iterable[tuple[str, int]]) -> int:
+    def drop(self, partitions: Iterable[TP]) -> int:
         """Forget requests of ``partitions`` (a rebalance gave them to another instance)."""
         gone = set(partitions)
         keep = [w for w in self._heap if (w.record.topic, w.record.partition) not in gone]

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from rune.connectors.base import Reader, Record
+from rune.connectors.base import TP, Reader, Record
 from rune.connectors.partitioner import default_partition
 from rune.errors import RuneError
 from rune.jsonbytes import loads_numbers
@@ -62,7 +62,7 @@ class Ingest:
         self.dead_letters = dead_letters
         self.on_changes: list[Any] = []
         """Callables ``f(changes, resync)`` run after each applied step (the changefeed)."""
-        self.positions: dict[tuple[str, int], int] = {}
+        self.positions: dict[TP, int] = {}
         self._reader: Reader | None = None
         self._fact_partitions = 1
 
@@ -92,7 +92,7 @@ class Ingest:
         self.positions = await self._reader.positions()
         return len(records)
 
-    def caught_up(self, ends: Mapping[tuple[str, int], int]) -> bool:
+    def caught_up(self, ends: Mapping[TP, int]) -> bool:
         return all(self.positions.get(tp, 0) >= end for tp, end in ends.items())
 
     async def step(self, records: list[Record]) -> None:

@@ -15,9 +15,18 @@ from aiohttp import web
 
 from rune.connectors.base import Outgoing, Position
 from rune.errors import RuneError
+from rune.http.common import (
+    json_response,
+    limit_param,
+    locate,
+    merge_tokens,
+    query_param,
+    read_items,
+    runtime,
+)
 from rune.http.errors import HttpError
 from rune.http.limits import read_json
-from rune.http.runtime import RUNTIME, Runtime
+from rune.http.runtime import Runtime
 from rune.policies.errors import PolicyError, StaleBundleError
 from rune.policies.requests import parse_request
 from rune.streams.consistency import Token, TokenError, parse_token, wait_for_token
@@ -26,63 +35,6 @@ from rune.streams.keys import event_key
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
-
-
-def _where(single: bool, i: int, location: str) -> str:
-    prefix = "" if single else f"[{i}]"
-    if not location:
-        return prefix
-    return f"{prefix}.{location}" if prefix else location
-
-
-def runtime(request: web.Request) -> Runtime:
-    """The runtime, once the service has caught up (503 before: views are incomplete)."""
-    rt = request.app[RUNTIME]
-    if not rt.ctx.ready.is_set():
-        raise HttpError(
-            503,
-            "not_ready",
-            "catching up with the fact and policy topics; retry shortly",
-            headers={"Retry-After": "1"},
-        )
-    return rt
-
-
-async def _items(request: web.Request, rt: Runtime, what: str) -> tuple[list[Any], bool]:
-    """The body as a list of objects and whether it was a single object."""
-    s = rt.settings.server
-    body = await read_json(request, s.max_body_bytes)
-    single = not isinstance(body, list)
-    items = [body] if single else body
-    if not items:
-        raise HttpError(422, "invalid_request", f"an empty list holds no {what}")
-    if len(items) > s.max_batch:
-        raise HttpError(
-            413, "batch_too_large", f"{len(items)} {what} in one call; the limit is {s.max_batch}"
-        )
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise HttpError(
-                422,
-                "invalid_request",
-                f"each of the {what} is a JSON object",
-                _where(single, i, ""),
-            )
-    return items, single
-
-
-def _merge(tokens: list[Token]) -> Token:
-    out: Token = {}
-    for token in tokens:
-        for topic, parts in token.items():
-            mine = out.setdefault(topic, {})
-            for p, off in parts.items():
-                mine[p] = max(off, mine.get(p, -1))
-    return out
 
 
 def _token_of(positions: list[Position]) -> Token:
@@ -99,7 +51,7 @@ async def authorize(request: web.Request) -> web.Response:
     rt = runtime(request)
     ctx = rt.ctx
     s = rt.settings
-    items, single = await _items(request, rt, "requests")
+    items, single = await read_items(request, rt, "requests")
     if ctx.authorizer.policy_version is None:
         raise HttpError(
             503,
@@ -116,7 +68,7 @@ async def authorize(request: web.Request) -> web.Response:
         try:
             token = parse_token(item, ingested)
         except TokenError as exc:
-            where = _where(single, i, "consistency")
+            where = locate(single, i, "consistency")
             raise HttpError(422, "invalid_request", str(exc), where) from None
         if token is not None:
             tokens.append(token)
@@ -124,12 +76,12 @@ async def authorize(request: web.Request) -> web.Response:
         try:
             parse_request(req, s.server.max_id_chars, s.server.max_context_depth)
         except PolicyError as exc:
-            where = _where(single, i, exc.location)
+            where = locate(single, i, exc.location)
             raise HttpError(422, "invalid_request", exc.message, where) from None
         checked.append(req)
     az = ctx.authorizer
     if tokens:
-        token = _merge(tokens)
+        token = merge_tokens(tokens)
         if not await wait_for_token(ctx, token, s.stream.token_wait_s):
             stale = f"stale view: token {token} not applied in {s.stream.token_wait_s}s"
             ctx.stats.stale += len(checked)
@@ -140,7 +92,7 @@ async def authorize(request: web.Request) -> web.Response:
         decisions = az.decide_batch(checked)
     shaped = await rt.service.outbox.publish(checked, decisions, "http")
     body = [d.to_json() for d in shaped]
-    return _json(body[0] if single else body)
+    return json_response(body[0] if single else body)
 
 
 def _wait_param(request: web.Request, rt: Runtime) -> bool:
@@ -158,7 +110,7 @@ def _wait_param(request: web.Request, rt: Runtime) -> bool:
 async def events(request: web.Request) -> web.Response:
     rt = runtime(request)
     ctx = rt.ctx
-    items, single = await _items(request, rt, "events")
+    items, single = await read_items(request, rt, "events")
     wait = _wait_param(request, rt)
     try:
         ctx.authorizer.validate_events(items, "" if single else "events")
@@ -171,13 +123,13 @@ async def events(request: web.Request) -> web.Response:
         try:
             key = event_key(item)
         except RuneError as exc:
-            raise HttpError(422, "invalid_event", str(exc), _where(single, i, "")) from None
+            raise HttpError(422, "invalid_event", str(exc), locate(single, i, "")) from None
         out.append(Outgoing(topic, key, orjson.dumps(item)))
     token = _token_of(await ctx.log.produce(out))
     body: dict[str, Any] = {"accepted": len(out), "consistency": {"at_least": token}}
     if wait:
         body["applied"] = await wait_for_token(ctx, token, rt.settings.stream.token_wait_s)
-    return _json(body, 200 if body.get("applied") else 202)
+    return json_response(body, 200 if body.get("applied") else 202)
 
 
 @routes.post("/v1/bundles")
@@ -205,7 +157,7 @@ async def bundles(request: web.Request) -> web.Response:
     token = _token_of(positions)
     body: dict[str, Any] = {"version": bundle["version"], "consistency": {"at_least": token}}
     if not wait:
-        return _json(body, 202)
+        return json_response(body, 202)
     applied = await wait_for_token(ctx, token, s.stream.token_wait_s)
     if applied and ctx.authorizer.policy_version != bundle["version"]:
         error = ctx.last_rejection if ctx.stats.bundles_rejected > rejected_before else None
@@ -213,21 +165,7 @@ async def bundles(request: web.Request) -> web.Response:
             400, "invalid_bundle", error or "bundle was not activated (a newer one is active)"
         )
     body["active"] = applied
-    return _json(body, 200 if applied else 202)
-
-
-def _param(request: web.Request, name: str) -> str:
-    value = request.query.get(name)
-    if not value:
-        raise HttpError(422, "invalid_request", f"query parameter {name!r} is required", name)
-    return value
-
-
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise HttpError(422, "invalid_request", "limit must be an integer from 1 to 1000", "limit")
-    return int(raw)
+    return json_response(body, 200 if applied else 202)
 
 
 def _page(call: Any, free_type: str) -> web.Response:
@@ -238,16 +176,19 @@ def _page(call: Any, free_type: str) -> web.Response:
     except PolicyError as exc:
         location = free_type if exc.location == "type" else exc.location.replace(".", "_")
         raise HttpError(422, "invalid_request", exc.message, location) from None
-    return _json(page.to_json())
+    return json_response(page.to_json())
 
 
 @routes.get("/v1/lookup/resources")
 async def lookup_resources(request: web.Request) -> web.Response:
     az = runtime(request).ctx.authorizer
-    principal = {"type": _param(request, "principal_type"), "id": _param(request, "principal_id")}
-    action = {"type": _param(request, "action_type"), "id": _param(request, "action_id")}
-    resource_type = _param(request, "resource_type")
-    limit, cursor = _limit(request), request.query.get("cursor")
+    principal = {
+        "type": query_param(request, "principal_type"),
+        "id": query_param(request, "principal_id"),
+    }
+    action = {"type": query_param(request, "action_type"), "id": query_param(request, "action_id")}
+    resource_type = query_param(request, "resource_type")
+    limit, cursor = limit_param(request), request.query.get("cursor")
     return _page(
         lambda: az.lookup_resources(principal, action, resource_type, cursor, limit),
         "resource_type",
@@ -257,10 +198,13 @@ async def lookup_resources(request: web.Request) -> web.Response:
 @routes.get("/v1/lookup/subjects")
 async def lookup_subjects(request: web.Request) -> web.Response:
     az = runtime(request).ctx.authorizer
-    resource = {"type": _param(request, "resource_type"), "id": _param(request, "resource_id")}
-    action = {"type": _param(request, "action_type"), "id": _param(request, "action_id")}
-    principal_type = _param(request, "principal_type")
-    limit, cursor = _limit(request), request.query.get("cursor")
+    resource = {
+        "type": query_param(request, "resource_type"),
+        "id": query_param(request, "resource_id"),
+    }
+    action = {"type": query_param(request, "action_type"), "id": query_param(request, "action_id")}
+    principal_type = query_param(request, "principal_type")
+    limit, cursor = limit_param(request), request.query.get("cursor")
     return _page(
         lambda: az.lookup_subjects(resource, action, principal_type, cursor, limit),
         "principal_type",

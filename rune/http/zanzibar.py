@@ -19,7 +19,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from rune.http.api import _items, _json, _limit, _merge, _param, _where, runtime
+from rune.http.common import (
+    json_response,
+    limit_param,
+    locate,
+    merge_tokens,
+    query_param,
+    read_items,
+    runtime,
+)
 from rune.http.errors import HttpError
 from rune.models.check import ZanzibarView
 from rune.models.errors import ModelError
@@ -35,7 +43,7 @@ routes = web.RouteTableDef()
 async def check(request: web.Request) -> web.Response:
     rt = runtime(request)
     ctx, s = rt.ctx, rt.settings
-    items, single = await _items(request, rt, "checks")
+    items, single = await read_items(request, rt, "checks")
     if ctx.authorizer.policy_version is None:
         raise HttpError(
             503, "no_bundle", "no policy bundle (model) is active", headers={"Retry-After": "1"}
@@ -49,7 +57,7 @@ async def check(request: web.Request) -> web.Response:
         try:
             token = parse_token(item, ingested)
         except TokenError as exc:
-            where = _where(single, i, "consistency")
+            where = locate(single, i, "consistency")
             raise HttpError(422, "invalid_request", str(exc), where) from None
         if token is not None:
             tokens.append(token)
@@ -57,11 +65,11 @@ async def check(request: web.Request) -> web.Response:
         bad = validate_check({**req, "permission": req.get("permission")}, s.server.max_id_chars)
         if bad is not None:
             field, _, message = bad.partition(": ")
-            raise HttpError(422, "invalid_request", message, _where(single, i, field))
+            raise HttpError(422, "invalid_request", message, locate(single, i, field))
         checked.append(req)
     az = ctx.authorizer
     if tokens:
-        token = _merge(tokens)
+        token = merge_tokens(tokens)
         if not await wait_for_token(ctx, token, s.stream.token_wait_s):
             stale = f"stale view: token {token} not applied in {s.stream.token_wait_s}s"
             ctx.stats.stale += len(checked)
@@ -72,7 +80,7 @@ async def check(request: web.Request) -> web.Response:
         decisions = az.decide_batch(checked)
     shaped = await rt.service.outbox.publish(checked, decisions, "http")
     body = [d.to_json() for d in shaped]
-    return _json(body[0] if single else body)
+    return json_response(body[0] if single else body)
 
 
 async def _consistent(request: web.Request) -> ZanzibarView:
@@ -100,7 +108,7 @@ async def _consistent(request: web.Request) -> ZanzibarView:
 
 def _watermarked(request: web.Request, page: dict[str, Any]) -> web.Response:
     az = runtime(request).ctx.authorizer
-    return _json({**page, "policy_version": az.policy_version, "watermark": az.watermark})
+    return json_response({**page, "policy_version": az.policy_version, "watermark": az.watermark})
 
 
 @routes.get("/v1/zanzibar/lookup/resources")
@@ -108,11 +116,11 @@ async def lookup_resources(request: web.Request) -> web.Response:
     view = await _consistent(request)
     try:
         page = view.lookup_resources(
-            _param(request, "resource_type"),
-            _param(request, "permission"),
-            _param(request, "subject"),
+            query_param(request, "resource_type"),
+            query_param(request, "permission"),
+            query_param(request, "subject"),
             request.query.get("cursor"),
-            _limit(request),
+            limit_param(request),
         )
     except ModelError as exc:
         raise HttpError(422, "invalid_request", exc.message) from None
@@ -124,12 +132,12 @@ async def lookup_subjects(request: web.Request) -> web.Response:
     view = await _consistent(request)
     try:
         page = view.lookup_subjects(
-            _param(request, "resource"),
-            _param(request, "permission"),
-            _param(request, "subject_type"),
+            query_param(request, "resource"),
+            query_param(request, "permission"),
+            query_param(request, "subject_type"),
             request.query.get("subject_relation", ""),
             request.query.get("cursor"),
-            _limit(request),
+            limit_param(request),
         )
     except ModelError as exc:
         raise HttpError(422, "invalid_request", exc.message) from None

@@ -1,0 +1,96 @@
+"""What the API routes share: reading bodies and query parameters, locating errors in lists,
+the runtime once ready, JSON answers, merging consistency tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from rune.http.errors import HttpError
+from rune.http.limits import read_json
+from rune.http.runtime import RUNTIME, Runtime
+from rune.streams.consistency import Token
+
+__all__ = [
+    "json_response",
+    "limit_param",
+    "locate",
+    "merge_tokens",
+    "query_param",
+    "read_items",
+    "runtime",
+]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
+
+
+def locate(single: bool, i: int, location: str) -> str:
+    """``location`` inside item ``i`` of a list body (``[i].location``); as is for one object."""
+    prefix = "" if single else f"[{i}]"
+    if not location:
+        return prefix
+    return f"{prefix}.{location}" if prefix else location
+
+
+def runtime(request: web.Request) -> Runtime:
+    """The runtime, once the service has caught up (503 before: views are incomplete)."""
+    rt = request.app[RUNTIME]
+    if not rt.ctx.ready.is_set():
+        raise HttpError(
+            503,
+            "not_ready",
+            "catching up with the fact and policy topics; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return rt
+
+
+async def read_items(request: web.Request, rt: Runtime, what: str) -> tuple[list[Any], bool]:
+    """The body as a list of objects and whether it was a single object."""
+    s = rt.settings.server
+    body = await read_json(request, s.max_body_bytes)
+    single = not isinstance(body, list)
+    items = [body] if single else body
+    if not items:
+        raise HttpError(422, "invalid_request", f"an empty list holds no {what}")
+    if len(items) > s.max_batch:
+        raise HttpError(
+            413, "batch_too_large", f"{len(items)} {what} in one call; the limit is {s.max_batch}"
+        )
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise HttpError(
+                422,
+                "invalid_request",
+                f"each of the {what} is a JSON object",
+                locate(single, i, ""),
+            )
+    return items, single
+
+
+def merge_tokens(tokens: list[Token]) -> Token:
+    out: Token = {}
+    for token in tokens:
+        for topic, parts in token.items():
+            mine = out.setdefault(topic, {})
+            for p, off in parts.items():
+                mine[p] = max(off, mine.get(p, -1))
+    return out
+
+
+def query_param(request: web.Request, name: str) -> str:
+    value = request.query.get(name)
+    if not value:
+        raise HttpError(422, "invalid_request", f"query parameter {name!r} is required", name)
+    return value
+
+
+def limit_param(request: web.Request) -> int:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise HttpError(422, "invalid_request", "limit must be an integer from 1 to 1000", "limit")
+    return int(raw)

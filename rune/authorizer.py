@@ -39,7 +39,7 @@ from rune.policies.decision import Decision, Watermark
 from rune.policies.entities import EntityStore
 from rune.policies.errors import BundleError, EventError, RequestError, StaleBundleError
 from rune.policies.events import net_events
-from rune.policies.lookup import MAX_CANDIDATES, Page, lookup
+from rune.policies.lookup import MAX_CANDIDATES, LookupQuery, Page, lookup
 from rune.policies.requests import (
     MAX_CONTEXT_DEPTH,
     MAX_REQUEST_ID_CHARS,
@@ -517,7 +517,9 @@ class Authorizer:
         """Resources of ``resource_type`` that ``principal`` may ``action`` (one page)."""
         p = parse_uid(principal, "principal", RequestError)
         a = parse_uid(action, "action", RequestError)
-        return self._lookup(p, a, resource_type, True, cursor, limit, context)
+        return self._lookup(
+            LookupQuery(p, a, resource_type, True, dict(context or {}), cursor, limit)
+        )
 
     def lookup_subjects(
         self,
@@ -531,33 +533,15 @@ class Authorizer:
         """Principals of ``principal_type`` that may ``action`` on ``resource`` (one page)."""
         r = parse_uid(resource, "resource", RequestError)
         a = parse_uid(action, "action", RequestError)
-        return self._lookup(r, a, principal_type, False, cursor, limit, context)
-
-    def _lookup(
-        self,
-        fixed: EntityRef,
-        action: EntityRef,
-        free_type: str,
-        free_is_resource: bool,
-        cursor: str | None,
-        limit: int,
-        context: Mapping[str, Any] | None,
-    ) -> Page:
-        if not is_entity_type(free_type):
-            raise RequestError(f"invalid entity type {free_type!r}", "type")
-        state = self._state
-        return lookup(
-            state,
-            lambda reqs: decide(reqs, state),
-            fixed,
-            action,
-            free_type,
-            free_is_resource=free_is_resource,
-            context=dict(context or {}),
-            cursor=cursor,
-            limit=limit,
-            max_candidates=self._max_candidates,
+        return self._lookup(
+            LookupQuery(r, a, principal_type, False, dict(context or {}), cursor, limit)
         )
+
+    def _lookup(self, query: LookupQuery) -> Page:
+        if not is_entity_type(query.free_type):
+            raise RequestError(f"invalid entity type {query.free_type!r}", "type")
+        state = self._state
+        return lookup(state, lambda reqs: decide(reqs, state), query, self._max_candidates)
 
     def stats(self) -> dict[str, Any]:
         return {

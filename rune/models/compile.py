@@ -427,46 +427,56 @@ class _Compiler:
                 alts.append(_Alt((atom,), wild=w))
         return alts
 
+    def direct_alts(self, rel: _Rel, obj: _Term, exact: bool) -> list[_Alt]:
+        """The alternatives of a relation's directly related subjects (``[user, group#member,
+        user:*]``)."""
+        tname = rel.type
+        out: list[_Alt] = []
+        owner = rel.owner
+        for st in owner.types:
+            u = _Const(st.type)
+            base = (_Const(tname), obj, _Const(owner.name), u)
+            if st.wildcard:
+                tup = _Atom(RELATIONSHIP, (*base, _STAR, _EMPTY))
+                if exact:
+                    out.append(_Alt((tup, _Atom(SUBJECT, (u, _I))), (u, _I, _EMPTY)))
+                else:
+                    out.append(_Alt((tup,), (u, _STAR, _EMPTY)))
+                    out.append(_Alt((tup,), wild=st.type))
+            elif st.relation is None:
+                tup = _Atom(RELATIONSHIP, (*base, _I, _EMPTY))
+                out.append(_Alt((tup, _Cmp(_I, "!=", _STAR)), (u, _I, _EMPTY)))
+            else:
+                g = self.var("G")
+                tup = _Atom(RELATIONSHIP, (*base, g, _Const(st.relation)))
+                out.append(_Alt((tup,), (u, g, _Const(st.relation))))
+                for a in self.access(self.names[(st.type, st.relation)], g, exact):
+                    out.append(_Alt((tup, *a.body), a.subj, a.wild))
+        return out
+
+    def arrow_alts(self, tname: str, e: Arrow, obj: _Term, exact: bool) -> list[_Alt]:
+        """The alternatives of ``tupleset->relation``: through each target of the tupleset."""
+        out: list[_Alt] = []
+        for utype, urel, dl in self.tupleset_targets(tname, e):
+            f = self.var("F")
+            tup = _Atom(
+                RELATIONSHIP,
+                (_Const(tname), obj, _Const(e.tupleset), _Const(utype), f, _Const(urel or "")),
+            )
+            for a in self.access(dl, f, exact):
+                out.append(_Alt((tup, *a.body), a.subj, a.wild))
+        return out
+
     def alts(self, rel: _Rel, e: Expr, obj: _Term, exact: bool) -> list[_Alt]:
         tname = rel.type
         if isinstance(e, Nil):
             return []
         if isinstance(e, This):
-            out: list[_Alt] = []
-            owner = rel.owner
-            for st in owner.types:
-                u = _Const(st.type)
-                base = (_Const(tname), obj, _Const(owner.name), u)
-                if st.wildcard:
-                    tup = _Atom(RELATIONSHIP, (*base, _STAR, _EMPTY))
-                    if exact:
-                        out.append(_Alt((tup, _Atom(SUBJECT, (u, _I))), (u, _I, _EMPTY)))
-                    else:
-                        out.append(_Alt((tup,), (u, _STAR, _EMPTY)))
-                        out.append(_Alt((tup,), wild=st.type))
-                elif st.relation is None:
-                    tup = _Atom(RELATIONSHIP, (*base, _I, _EMPTY))
-                    out.append(_Alt((tup, _Cmp(_I, "!=", _STAR)), (u, _I, _EMPTY)))
-                else:
-                    g = self.var("G")
-                    tup = _Atom(RELATIONSHIP, (*base, g, _Const(st.relation)))
-                    out.append(_Alt((tup,), (u, g, _Const(st.relation))))
-                    for a in self.access(self.names[(st.type, st.relation)], g, exact):
-                        out.append(_Alt((tup, *a.body), a.subj, a.wild))
-            return out
+            return self.direct_alts(rel, obj, exact)
         if isinstance(e, Computed):
             return self.access(self.names[(tname, e.relation)], obj, exact)
         if isinstance(e, Arrow):
-            out = []
-            for utype, urel, dl in self.tupleset_targets(tname, e):
-                f = self.var("F")
-                tup = _Atom(
-                    RELATIONSHIP,
-                    (_Const(tname), obj, _Const(e.tupleset), _Const(utype), f, _Const(urel or "")),
-                )
-                for a in self.access(dl, f, exact):
-                    out.append(_Alt((tup, *a.body), a.subj, a.wild))
-            return out
+            return self.arrow_alts(tname, e, obj, exact)
         if isinstance(e, Union):
             return [a for c in e.children for a in self.alts(rel, c, obj, exact)]
         if isinstance(e, Intersection):

@@ -173,6 +173,14 @@ def _spicedb(doc: Mapping[str, Any], name: str, base: Path) -> Report:
     extra = set(doc) - {"schema", "schemaFile", "relationships", "assertions", "validation"}
     if extra:
         raise ValidationFileError(f"{name}: unknown key {sorted(extra)[0]!r}")
+    model, compiled = _spicedb_schema(doc, name, base)
+    store = _Store(compiled, _spicedb_relationships(doc, name, model))
+    _spicedb_assertions(doc, name, store.view, report)
+    _spicedb_validation(doc, name, store, compiled, report)
+    return report
+
+
+def _spicedb_schema(doc: Mapping[str, Any], name: str, base: Path) -> tuple[Model, CompiledModel]:
     schema = doc.get("schema")
     if schema is None:
         schema = _read(base / str(doc["schemaFile"]), name)
@@ -180,9 +188,12 @@ def _spicedb(doc: Mapping[str, Any], name: str, base: Path) -> Report:
         raise ValidationFileError(f"{name}: schema: expected text")
     try:
         model = parse_schema(schema)
-        compiled = _compile(model, f"{name}: schema")
+        return model, _compile(model, f"{name}: schema")
     except ModelError as exc:
         raise ValidationFileError(f"{name}: schema: {exc}") from None
+
+
+def _spicedb_relationships(doc: Mapping[str, Any], name: str, model: Model) -> list[Relationship]:
     rels = []
     text = doc.get("relationships") or ""
     if not isinstance(text, str):
@@ -199,8 +210,12 @@ def _spicedb(doc: Mapping[str, Any], name: str, base: Path) -> Report:
         if why:
             raise ValidationFileError(f"{name}: relationships line {n}: {rel}: {why}")
         rels.append(rel)
-    store = _Store(compiled, rels)
-    view = store.view
+    return rels
+
+
+def _spicedb_assertions(
+    doc: Mapping[str, Any], name: str, view: ZanzibarView, report: Report
+) -> None:
     assertions = doc.get("assertions") or {}
     if not isinstance(assertions, Mapping):
         raise ValidationFileError(f"{name}: assertions: expected a mapping")
@@ -228,6 +243,11 @@ def _spicedb(doc: Mapping[str, Any], name: str, base: Path) -> Report:
                 report.passed += 1
             else:
                 report.failures.append(Failure(f"{key}: {text}", view.explain(res, perm, subj)))
+
+
+def _spicedb_validation(
+    doc: Mapping[str, Any], name: str, store: _Store, compiled: CompiledModel, report: Report
+) -> None:
     validation = doc.get("validation") or {}
     if not isinstance(validation, Mapping):
         raise ValidationFileError(f"{name}: validation: expected a mapping")
@@ -250,16 +270,13 @@ def _spicedb(doc: Mapping[str, Any], name: str, base: Path) -> Report:
             raise ValidationFileError(f"{name}: validation {key}: {exc}") from None
         if got_set == expected_set:
             report.passed += 1
-        else:
-            missing = sorted(expected_set - got_set)
-            extra_s = sorted(got_set - expected_set)
-            detail = []
-            if missing:
-                detail.append("expected but not found: " + ", ".join(missing))
-            if extra_s:
-                detail.append("found but not expected: " + ", ".join(extra_s))
-            report.failures.append(Failure(f"validation: {key}", "\n".join(detail)))
-    return report
+            continue
+        detail = []
+        if missing := sorted(expected_set - got_set):
+            detail.append("expected but not found: " + ", ".join(missing))
+        if extra := sorted(got_set - expected_set):
+            detail.append("found but not expected: " + ", ".join(extra))
+        report.failures.append(Failure(f"validation: {key}", "\n".join(detail)))
 
 
 def _norm_subject(text: str) -> str:

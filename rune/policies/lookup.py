@@ -30,7 +30,7 @@ from rune.policies.errors import RequestError
 from rune.policies.requests import Request
 from rune.policies.uids import uid_json
 
-__all__ = ["MAX_CANDIDATES", "MAX_PAGE", "Page", "lookup"]
+__all__ = ["MAX_CANDIDATES", "MAX_PAGE", "LookupQuery", "Page", "lookup"]
 
 MAX_PAGE: Final = 1000
 MAX_CANDIDATES: Final = 100_000
@@ -63,19 +63,31 @@ def decode_cursor(cursor: str) -> str:
     return raw[1]
 
 
+@dataclass(frozen=True, slots=True)
+class LookupQuery:
+    """A reverse query: the entities of ``free_type`` that may ``action`` with ``fixed``
+    (``free_is_resource``: they are the resources, ``fixed`` the principal; else the
+    reverse), one page of at most ``limit`` after ``cursor``."""
+
+    fixed: EntityRef
+    action: EntityRef
+    free_type: str
+    free_is_resource: bool
+    context: dict[str, object]
+    cursor: str | None = None
+    limit: int = 100
+
+
 def lookup(
     state: State,
     decide: Callable[[Sequence[Request]], list[Outcome]],
-    fixed: EntityRef,
-    action: EntityRef,
-    free_type: str,
-    *,
-    free_is_resource: bool,
-    context: dict[str, object],
-    cursor: str | None,
-    limit: int,
+    query: LookupQuery,
     max_candidates: int = MAX_CANDIDATES,
 ) -> Page:
+    """One page of ``query``'s answer (raise :class:`RequestError` naming the bad part)."""
+    fixed, action, free_type = query.fixed, query.action, query.free_type
+    free_is_resource, context = query.free_is_resource, query.context
+    cursor, limit = query.cursor, query.limit
     if not 1 <= limit <= MAX_PAGE:
         raise RequestError(f"limit must be between 1 and {MAX_PAGE}", "limit")
     ids: set[str] = set()

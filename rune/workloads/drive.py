@@ -42,7 +42,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from rune.ivm.values import EntityRef
 
@@ -350,63 +350,86 @@ class _Mirror:
         return {name: list(bag.items) for name, bag in self.rel.items()}
 
 
-def _make(kind: str, m: _Mirror, rng: random.Random) -> Change | None:
+def _member_add(kind: str, m: _Mirror, rng: random.Random) -> Change | None:
     s = m.shape
-    if kind == "member_add":
-        for _ in range(100):
-            fact: Row = (user(rng.randrange(s.users)), group(rng.randrange(s.groups)))
-            if fact not in m.rel["member"]:
-                return Change(kind, {"member": [fact]}, {})
-        return None
-    if kind == "member_remove":
-        if not m.rel["member"]:
+    for _ in range(100):
+        fact: Row = (user(rng.randrange(s.users)), group(rng.randrange(s.groups)))
+        if fact not in m.rel["member"]:
+            return Change(kind, {"member": [fact]}, {})
+    return None
+
+
+def _removal(relation: str) -> Callable[[str, _Mirror, random.Random], Change | None]:
+    """A change that removes a present fact of ``relation`` chosen at random."""
+
+    def make(kind: str, m: _Mirror, rng: random.Random) -> Change | None:
+        if not m.rel[relation]:
             return None
-        return Change(kind, {}, {"member": [m.rel["member"].choice(rng)]})
-    if kind == "subgroup_remove":
-        if not m.rel["subgroup"]:
-            return None
-        return Change(kind, {}, {"subgroup": [m.rel["subgroup"].choice(rng)]})
-    if kind == "subgroup_add":
-        # an extra parent on the level above the child (keeps depth <= 6, no cycles)
-        for _ in range(100):
-            child = group(rng.randrange(s.groups))
-            above = m.groups_at.get(m.group_level[child] - 1)
-            if not above:
-                continue
-            fact = (child, rng.choice(above))
-            if fact not in m.rel["subgroup"]:
-                return Change(kind, {"subgroup": [fact]}, {})
-        return None
-    if kind == "folder_move":
-        # a non-root folder gets a new parent on the same level as its current one
-        for _ in range(100):
-            f = folder(rng.randrange(s.folders))
-            old = m.fparent.get(f)
-            if old is None:
-                continue
-            candidates = m.folders_at[m.folder_level[old]]
-            if len(candidates) < 2:
-                continue
-            new = rng.choice(candidates)
-            if new == old:
-                continue
-            return Change(kind, {"folder_parent": [(f, new)]}, {"folder_parent": [(f, old)]})
-        return None
-    if kind == "grant_add":
-        for _ in range(100):
-            if rng.random() < GROUP_GRANT_SHARE:
-                subject = group(rng.randrange(s.groups))
-            else:
-                subject = user(rng.randrange(s.users))
-            fact = (subject, rng.choice(ROLES), folder(rng.randrange(s.folders)))
-            if fact not in m.rel["grant"]:
-                return Change(kind, {"grant": [fact]}, {})
-        return None
-    if kind == "grant_remove":
-        if not m.rel["grant"]:
-            return None
-        return Change(kind, {}, {"grant": [m.rel["grant"].choice(rng)]})
-    raise ValueError(f"unknown change kind {kind!r}")
+        return Change(kind, {}, {relation: [m.rel[relation].choice(rng)]})
+
+    return make
+
+
+def _subgroup_add(kind: str, m: _Mirror, rng: random.Random) -> Change | None:
+    # an extra parent on the level above the child (keeps depth <= 6, no cycles)
+    for _ in range(100):
+        child = group(rng.randrange(m.shape.groups))
+        above = m.groups_at.get(m.group_level[child] - 1)
+        if not above:
+            continue
+        fact = (child, rng.choice(above))
+        if fact not in m.rel["subgroup"]:
+            return Change(kind, {"subgroup": [fact]}, {})
+    return None
+
+
+def _folder_move(kind: str, m: _Mirror, rng: random.Random) -> Change | None:
+    # a non-root folder gets a new parent on the same level as its current one
+    for _ in range(100):
+        f = folder(rng.randrange(m.shape.folders))
+        old = m.fparent.get(f)
+        if old is None:
+            continue
+        candidates = m.folders_at[m.folder_level[old]]
+        if len(candidates) < 2:
+            continue
+        new = rng.choice(candidates)
+        if new == old:
+            continue
+        return Change(kind, {"folder_parent": [(f, new)]}, {"folder_parent": [(f, old)]})
+    return None
+
+
+def _grant_add(kind: str, m: _Mirror, rng: random.Random) -> Change | None:
+    s = m.shape
+    for _ in range(100):
+        if rng.random() < GROUP_GRANT_SHARE:
+            subject = group(rng.randrange(s.groups))
+        else:
+            subject = user(rng.randrange(s.users))
+        fact = (subject, rng.choice(ROLES), folder(rng.randrange(s.folders)))
+        if fact not in m.rel["grant"]:
+            return Change(kind, {"grant": [fact]}, {})
+    return None
+
+
+_MAKERS: Final[dict[str, Callable[[str, _Mirror, random.Random], Change | None]]] = {
+    "member_add": _member_add,
+    "member_remove": _removal("member"),
+    "subgroup_remove": _removal("subgroup"),
+    "subgroup_add": _subgroup_add,
+    "folder_move": _folder_move,
+    "grant_add": _grant_add,
+    "grant_remove": _removal("grant"),
+}
+
+
+def _make(kind: str, m: _Mirror, rng: random.Random) -> Change | None:
+    """One change of ``kind`` valid against ``m`` (None when none could be found)."""
+    maker = _MAKERS.get(kind)
+    if maker is None:
+        raise ValueError(f"unknown change kind {kind!r}")
+    return maker(kind, m, rng)
 
 
 def changes(

@@ -137,7 +137,6 @@ class KafkaLog:
             assign=tps,
             state=self._state,
             on_notice=self._notice,
-            name="rune-assigned-reader",
         )
         self._readers.add(reader)
         return reader
@@ -158,7 +157,6 @@ class KafkaLog:
             state=self._state,
             on_notice=self._notice,
             on_revoke=on_revoke or (lambda partitions: None),
-            name="rune-group-reader",
         )
         self._readers.add(reader)
         return reader

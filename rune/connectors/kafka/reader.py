@@ -74,7 +74,6 @@ class KafkaReader:
         state: BrokerState | None = None,
         on_notice: Callable[[str], None] = lambda message: None,
         on_revoke: Callable[[list[TP]], None] = lambda partitions: None,
-        name: str = "rune-reader",
     ) -> None:
         self._loop = loop
         self._batch = batch
@@ -102,6 +101,7 @@ class KafkaReader:
         else:
             self._consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in assign])
             self._positions = {tp: -1 for tp in assign}
+        name = "rune-group-reader" if subscribe is not None else "rune-assigned-reader"
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 

@@ -19,6 +19,7 @@ __all__ = ["SAFE", "ReloadReport", "merge_reload"]
 SAFE: Final = frozenset(
     {
         "server.max_body_bytes",
+        "server.log_wait_s",
         "server.max_batch",
         "server.rate_limit_per_s",
         "server.rate_limit_burst",

@@ -46,6 +46,12 @@ class Server(_Section):
         1000.0, ge=0, description="per-client token bucket refill; 0 turns limiting off"
     )
     rate_limit_burst: int = Field(2000, ge=1, description="per-client bucket size")
+    log_wait_s: float = Field(
+        10.0,
+        gt=0,
+        description="bound on an HTTP write (event, bundle, decision record) waiting for the log;"
+        " then 503 log_unavailable (the write still completes once the log is back)",
+    )
     admin_token: SecretStr = Field(
         SecretStr(""), description="bearer token of /admin/*; empty disables admin routes"
     )

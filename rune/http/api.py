@@ -16,6 +16,7 @@ from aiohttp import web
 from rune.connectors.base import Outgoing, Position
 from rune.errors import RuneError
 from rune.http.common import (
+    acknowledged,
     json_response,
     limit_param,
     locate,
@@ -90,7 +91,8 @@ async def authorize(request: web.Request) -> web.Response:
             decisions = az.decide_batch(checked)
     else:
         decisions = az.decide_batch(checked)
-    shaped = await rt.service.outbox.publish(checked, decisions, "http")
+    outbox = rt.service.outbox
+    shaped = await acknowledged(rt, lambda: outbox.publish(checked, decisions, "http"))
     body = [d.to_json() for d in shaped]
     return json_response(body[0] if single else body)
 
@@ -125,7 +127,7 @@ async def events(request: web.Request) -> web.Response:
         except RuneError as exc:
             raise HttpError(422, "invalid_event", str(exc), locate(single, i, "")) from None
         out.append(Outgoing(topic, key, orjson.dumps(item)))
-    token = _token_of(await ctx.log.produce(out))
+    token = _token_of(await acknowledged(rt, lambda: ctx.log.produce(out)))
     body: dict[str, Any] = {"accepted": len(out), "consistency": {"at_least": token}}
     if wait:
         body["applied"] = await wait_for_token(ctx, token, rt.settings.stream.token_wait_s)
@@ -151,9 +153,8 @@ async def bundles(request: web.Request) -> web.Response:
     except PolicyError as exc:
         raise HttpError(400, "invalid_bundle", exc.message, exc.location) from None
     rejected_before = ctx.stats.bundles_rejected
-    positions = await ctx.log.produce(
-        [Outgoing(s.topics.policies, name.encode(), orjson.dumps(bundle))]
-    )
+    record = Outgoing(s.topics.policies, name.encode(), orjson.dumps(bundle))
+    positions = await acknowledged(rt, lambda: ctx.log.produce([record]))
     token = _token_of(positions)
     body: dict[str, Any] = {"version": bundle["version"], "consistency": {"at_least": token}}
     if not wait:

@@ -1,9 +1,11 @@
 """What the API routes share: reading bodies and query parameters, locating errors in lists,
-the runtime once ready, JSON answers, merging consistency tokens."""
+the runtime once ready, JSON answers, merging consistency tokens, bounded writes to the log."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -14,6 +16,7 @@ from rune.http.runtime import RUNTIME, Runtime
 from rune.streams.consistency import Token
 
 __all__ = [
+    "acknowledged",
     "json_response",
     "limit_param",
     "locate",
@@ -70,6 +73,47 @@ async def read_items(request: web.Request, rt: Runtime, what: str) -> tuple[list
                 locate(single, i, ""),
             )
     return items, single
+
+
+T = TypeVar("T")
+
+
+async def acknowledged(rt: Runtime, write: Callable[[], Awaitable[T]]) -> T:
+    """Run ``write`` (a write to the log) and wait for it at most ``server.log_wait_s``.
+
+    503 ``log_unavailable`` with ``Retry-After`` when the log is known to be unreachable
+    (nothing is written) or the wait runs out. Pitfall: after a timeout the write goes on in
+    the background and completes once the log is back, so a client that retries may write
+    twice: events and bundles are idempotent by key, and decision records carry the request
+    id for readers to deduplicate.
+    """
+    if not rt.ctx.log.available():
+        raise HttpError(
+            503,
+            "log_unavailable",
+            "the log (Kafka) is unreachable; nothing was written",
+            headers={"Retry-After": "1"},
+        )
+    task = asyncio.ensure_future(write())
+    wait_s = rt.settings.server.log_wait_s
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), wait_s)
+    except TimeoutError:
+        rt.background.add(task)
+        task.add_done_callback(_finished)
+        task.add_done_callback(rt.background.discard)
+        raise HttpError(
+            503,
+            "log_unavailable",
+            f"the log did not acknowledge within {wait_s}s; the write completes once it is back",
+            headers={"Retry-After": "1"},
+        ) from None
+
+
+def _finished(task: asyncio.Future[Any]) -> None:
+    """Retrieve a background write's outcome (a failure is logged where it happened)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def merge_tokens(tokens: list[Token]) -> Token:

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -25,6 +27,8 @@ class Runtime:
     limiter: RateLimiter = field(init=False)
     draining: bool = False
     """Set at shutdown: readiness fails so load balancers stop sending traffic."""
+    background: set[asyncio.Future[Any]] = field(default_factory=set)
+    """Writes to the log an HTTP request stopped waiting for (``common.acknowledged``)."""
 
     def __post_init__(self) -> None:
         s = self.settings.server

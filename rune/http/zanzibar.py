@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from rune.http.common import (
+    acknowledged,
     json_response,
     limit_param,
     locate,
@@ -78,7 +79,8 @@ async def check(request: web.Request) -> web.Response:
             decisions = az.decide_batch(checked)
     else:
         decisions = az.decide_batch(checked)
-    shaped = await rt.service.outbox.publish(checked, decisions, "http")
+    outbox = rt.service.outbox
+    shaped = await acknowledged(rt, lambda: outbox.publish(checked, decisions, "http"))
     body = [d.to_json() for d in shaped]
     return json_response(body[0] if single else body)
 

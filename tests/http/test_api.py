@@ -3,9 +3,12 @@ bundles, lookups, and every kind of bad input."""
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 
+from rune.connectors.base import Outgoing
 from rune.policies.requests import MAX_CONTEXT_DEPTH
 from tests.http.harness import BUNDLE, ok_fact, request, serving, uid
 
@@ -233,6 +236,49 @@ async def test_an_unavailable_log_is_a_503_and_the_service_keeps_running(
         assert (await h.call("GET", "/health/live"))[0] == 200
         status, body, _ = await h.call("POST", "/v1/events", ok_fact("a", "r", "d"))
         assert status == 200 and body["applied"] is True
+
+
+async def test_writes_fail_fast_while_the_log_is_known_to_be_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with serving() as h:
+        decisions = h.server.service.ctx.settings.topics.decisions
+        before = len(h.log.records(decisions))
+        monkeypatch.setattr(h.log, "available", lambda: False)
+        for path, body in [
+            ("/v1/authorize", request("a", "r", "d")),
+            ("/v1/events?wait=false", ok_fact("a", "r", "d")),
+            ("/v1/bundles?wait=false", {**BUNDLE, "version": 2}),
+        ]:
+            status, err, resp = await h.call("POST", path, body)
+            assert status == 503 and err["error"]["type"] == "log_unavailable", (path, err)
+            assert resp.headers["Retry-After"] == "1"
+        assert len(h.log.records(decisions)) == before  # nothing was written
+
+
+async def test_a_write_the_log_is_slow_to_acknowledge_is_a_503_then_completes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with serving(server={"log_wait_s": 0.05}) as h:
+        release = asyncio.Event()
+        send = h.log.send
+
+        async def slow(records: list[Outgoing]) -> object:
+            await release.wait()
+            return await send(records)
+
+        monkeypatch.setattr(h.log, "send", slow)
+        decisions = h.server.service.ctx.settings.topics.decisions
+        before = len(h.log.records(decisions))
+        status, err, _ = await h.call("POST", "/v1/authorize", request("a", "r", "d", id="late"))
+        assert status == 503 and err["error"]["type"] == "log_unavailable"
+        assert "completes once it is back" in err["error"]["message"]
+        release.set()  # the log is back: the decision is recorded after all
+        background = set(h.server.runtime.background)
+        assert background, "the write goes on after the response"
+        await asyncio.wait(background)
+        recorded = [orjson.loads(r.value or b"{}") for r in h.log.records(decisions)[before:]]
+        assert [d["id"] for d in recorded] == ["late"]
 
 
 @pytest.mark.parametrize("content_type", ["application/x-ndjson", "application/jsonl"])

@@ -255,8 +255,16 @@ class Rune:
 
     def get(self, path: str) -> tuple[int, Any]:
         """An HTTP GET of ``rune serve``: ``(status, JSON body or text)``."""
+        return self.call(urllib.request.Request(f"http://127.0.0.1:{self.port}{path}"))
+
+    def post(self, path: str, body: Any) -> tuple[int, Any]:
+        """An HTTP POST of a JSON body to ``rune serve``: ``(status, JSON body or text)``."""
+        url = f"http://127.0.0.1:{self.port}{path}"
+        return self.call(urllib.request.Request(url, orjson.dumps(body), method="POST"))
+
+    def call(self, req: urllib.request.Request) -> tuple[int, Any]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            with urllib.request.urlopen(req, timeout=30) as r:
                 body = r.read()
                 status = r.status
         except urllib.error.HTTPError as exc:

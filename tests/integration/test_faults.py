@@ -201,6 +201,9 @@ def test_a_broker_away_for_a_minute_is_waited_out(broker: Broker, tmp_path: Path
         away_until = time.monotonic() + 60
         wait_until(lambda: rune.get("/health/ready")[0] == 503, 60, "not ready without a broker")
         assert rune.get("/health/ready")[1]["status"] == "log_unavailable"
+        http_request = request("during-outage", "alice", "read", "doc-1")
+        status, body = rune.post("/v1/authorize", http_request)  # answered, not left hanging
+        assert status == 503 and body["error"]["type"] == "log_unavailable", body
         while time.monotonic() < away_until:  # a minute without a broker
             assert rune.alive(), rune.tail()
             assert rune.get("/health/live")[0] == 200

@@ -359,7 +359,8 @@ class _Explainer:
                         else "no matching tuple"
                     )
                     tried = [_substitute(shown.body[k], b, self.value) for b in bindings]
-                    shown_tried = tuple(dict.fromkeys(tried))[:MAX_TRIED]
+                    # sorted: the same answer whatever order the indexes hold the rows in
+                    shown_tried = tuple(sorted(set(tried)))[:MAX_TRIED]
                     if shown_tried == (failed,):
                         shown_tried = ()  # the head bound everything: nothing to add
                     total = len(bindings) if shown_tried else 0

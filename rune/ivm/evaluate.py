@@ -21,7 +21,7 @@ what later strata and the caller see.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 from rune.ivm.analysis import MAX_ARITY, Analysis, Stratum, is_internal
@@ -31,6 +31,7 @@ from rune.ivm.store import (
     EMPTY,
     EMPTY_MAP,
     EMPTY_ROWS,
+    GROUP_LIMIT,
     Delta,
     OldIndexView,
     OldRowsView,
@@ -40,7 +41,7 @@ from rune.ivm.store import (
     item_function,
     unpack,
 )
-from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule
+from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule, Var
 from rune.ivm.values import Dictionary
 
 __all__ = ["Materialization"]
@@ -53,10 +54,76 @@ SINGLE_INDEX_SLACK = 2.0
 this many times the plans using several (see ``Materialization._demand_plans_for``)."""
 
 
+CLOSURE_MEMO = 16
+"""The closure path gives up (for semi-naive evaluation) once the memoized reachable sets
+hold more than this many ids per seed row (see ``Materialization._closure``)."""
+
+
+_NO_IDS: frozenset[int] = frozenset()
+
+
+class _Closure:
+    """A stratum computing a transitive closure: one binary relation ``p`` whose recursive
+    rules are all ``p(X, Z) :- p(X, Y), e(Y, Z)`` up to argument order, ``e`` of a lower
+    stratum: ``X`` is carried from the body's ``p`` to the head at column ``carried``.
+
+    ``edges`` lists, per recursive rule, ``e`` and the column of ``Y`` in ``e``.
+    """
+
+    __slots__ = ("carried", "edges", "relation")
+
+    def __init__(self, relation: str, carried: int, edges: list[tuple[str, int]]) -> None:
+        self.relation = relation
+        self.carried = carried
+        self.edges = edges
+
+    @classmethod
+    def detect(cls, stratum: Stratum) -> _Closure | None:
+        if not stratum.recursive or len(stratum.relations) != 1:
+            return None
+        (name,) = stratum.relations
+        carried: set[int] = set()
+        edges: list[tuple[str, int]] = []
+        for rule in stratum.rules:
+            if not any(_literal_relation(lit) == name for lit in rule.body):
+                continue  # a seed rule: evaluated by its full plan
+            if len(rule.body) != 2 or not all(isinstance(lit, Atom) for lit in rule.body):
+                return None
+            own, lower = sorted(rule.body, key=lambda a: a.relation != name)  # type: ignore[union-attr]
+            assert isinstance(own, Atom) and isinstance(lower, Atom)
+            if own.relation != name or lower.relation == name:
+                return None
+            head = rule.head.args
+            terms = (*head, *own.args, *lower.args)
+            if len(terms) != 6 or not all(isinstance(t, Var) and not t.anonymous for t in terms):
+                return None
+            for c in (0, 1):
+                x, y, z = own.args[c], own.args[1 - c], head[1 - c]
+                if head[c] != x or len({x, y, z}) != 3 or set(lower.args) != {y, z}:
+                    continue
+                carried.add(c)
+                edges.append((lower.relation, lower.args.index(y)))
+                break
+            else:
+                return None
+        if len(carried) != 1:
+            return None
+        return cls(name, carried.pop(), edges)
+
+
 class _StratumPlans:
     """Compiled plans of one stratum."""
 
-    __slots__ = ("full", "head_bound", "inputs", "internal", "linear", "lower", "stratum")
+    __slots__ = (
+        "closure",
+        "full",
+        "head_bound",
+        "inputs",
+        "internal",
+        "linear",
+        "lower",
+        "stratum",
+    )
 
     def __init__(
         self, stratum: Stratum, dictionary: Dictionary, optimize: bool, primary: Primary
@@ -84,6 +151,7 @@ class _StratumPlans:
         # every internal delta plan reads its own stratum only through its delta source: a
         # bulk evaluation can keep the stratum's rows in plain sets and index them once
         self.linear = all(a.relation not in own for p in self.internal for a in p.accesses)
+        self.closure = _Closure.detect(stratum)
         self.head_bound: dict[str, list[Plan]] = {}
         if stratum.recursive:
             for rule in stratum.rules:
@@ -389,7 +457,9 @@ class Materialization:
             seeds: dict[str, set[Row]] = {r: set() for r in sp.stratum.relations}
             for plan in sp.full:
                 self._run(plan, None, seeds[plan.rule.head.relation])
-            if sp.linear:
+            if sp.closure is not None and max_iterations is None and self._closure(sp, seeds):
+                pass
+            elif sp.linear:
                 stored = self._fixpoint(sp, seeds, max_iterations)
                 for r, rows in stored.items():
                     self.relations[r].insert(rows)
@@ -616,6 +686,102 @@ class Materialization:
             removed = doomed[r] - inserted[r]
             if added or removed:
                 deltas[r] = Delta(added, removed)
+
+    def _closure(self, sp: _StratumPlans, seeds: dict[str, set[Row]]) -> bool:
+        """Evaluate a transitive-closure stratum (:class:`_Closure`) set at a time.
+
+        ``p(x, z)`` holds iff some seed ``p(x, y)`` (a row the non-recursive rules derived)
+        reaches ``z`` along the edges. So: the set ``R(y)`` of ids reachable from each distinct
+        seed ``y`` (itself included), by breadth-first C-level set unions over the edges
+        grouped by source; ``p``'s rows for ``x`` are the union of ``R(y)`` over its seeds,
+        and for ``z`` (when ``p`` has an index on that column) the union of the seeds' ``x``
+        over the ``y`` reaching ``z``. The relation's index maps are filled with these
+        groups directly: no row tuple is built. Returns ``False`` (nothing done) when the
+        memoized sets would grow past :data:`CLOSURE_MEMO` ids per seed row (a dense graph
+        whose reachable sets are large but shared by few seeds); the caller then runs the
+        semi-naive rounds.
+        """
+        closure = sp.closure
+        assert closure is not None
+        c = closure.carried
+        rows = seeds[closure.relation]
+        succ: dict[int, set[int]] = {}
+        for name, j in closure.edges:
+            idx = self.relations[name].indexes.get((j,))
+            if idx is not None and idx.arity == 2:
+                for y, group in idx.map.items():
+                    found = succ.get(y)
+                    if found is None:
+                        succ[y] = set(group)
+                    else:
+                        found.update(group)
+            else:
+                for row in self.relations[name]:
+                    succ.setdefault(row[j], set()).add(row[1 - j])
+        by_x: dict[int, set[int]] = {}
+        by_y: dict[int, set[int]] = {}
+        for row in rows:
+            x, y = row[c], row[1 - c]
+            found = by_x.get(x)
+            if found is None:
+                by_x[x] = {y}
+            else:
+                found.add(y)
+            found = by_y.get(y)
+            if found is None:
+                by_y[y] = {x}
+            else:
+                found.add(x)
+        budget = CLOSURE_MEMO * len(rows) + 4096
+        union = set().union
+        get = succ.get
+        reach: dict[int, set[int]] = {}
+        for y in by_y:
+            known = {y}
+            frontier: set[int] = known
+            while frontier:
+                frontier = union(*map(get, frontier, repeat(_NO_IDS)))
+                frontier -= known
+                known |= frontier
+            reach[y] = known
+            budget -= len(known)
+            if budget < 0:
+                return False
+        rel = self.relations[closure.relation]
+        limit = GROUP_LIMIT
+        maps: dict[int, dict[Any, Any]] = {}
+        for cols, idx in rel.indexes.items():
+            maps[cols[0]] = idx.map
+        size = 0
+        reach_of = reach.__getitem__
+        carried_map = maps.get(c)
+        groups: dict[int, Any] = {}
+        for x, ys in by_x.items():
+            g = union(*map(reach_of, ys))
+            size += len(g)
+            groups[x] = list(g) if len(g) <= limit else g
+        if carried_map is not None:
+            carried_map.update(groups)
+        other = maps.get(1 - c)
+        if other is not None:
+            reached_by: dict[int, list[int]] = {}
+            for y, zs in reach.items():
+                for z in zs:
+                    found_list = reached_by.get(z)
+                    if found_list is None:
+                        reached_by[z] = [y]
+                    else:
+                        found_list.append(y)
+            xs_of = by_y.__getitem__
+            inverse: dict[int, Any] = {}
+            for z, ys_ in reached_by.items():
+                g = union(*map(xs_of, ys_))
+                inverse[z] = list(g) if len(g) <= limit else g
+            other.update(inverse)
+        rel.loaded(size)
+        if self.cooperative:
+            drain(rows)
+        return True
 
     def _fixpoint(
         self, sp: _StratumPlans, seeds: dict[str, set[Row]], max_iterations: int | None

@@ -467,6 +467,13 @@ class Relation:
         for idx in self.indexes.values():
             idx.ops.add(idx.map, rows)
 
+    def loaded(self, size: int) -> None:
+        """Account for ``size`` rows put into the (empty) index maps directly, all of them
+        grouped consistently (``Materialization._closure``)."""
+        if self._snapshots:
+            self._freeze_snapshots()
+        self._size = size
+
     def snapshot(self) -> Snapshot:
         """The rows stored now, unaffected by later changes (see :class:`Snapshot`)."""
         if self._rows is not None:

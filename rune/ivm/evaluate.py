@@ -39,6 +39,7 @@ from rune.ivm.store import (
     Row,
     drain,
     item_function,
+    singleton_or_list,
     unpack,
 )
 from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule, Var
@@ -806,7 +807,7 @@ class Materialization:
         for x, ys in by_x.items():
             g = union(*map(reach_of, ys))
             size += len(g)
-            groups[x] = list(g) if len(g) <= limit else g
+            groups[x] = singleton_or_list(g) if len(g) <= limit else g
         if carried_map is not None:
             carried_map.update(groups)
         other = maps.get(1 - c)
@@ -823,7 +824,7 @@ class Materialization:
             inverse: dict[int, Any] = {}
             for z, ys_ in reached_by.items():
                 g = union(*map(xs_of, ys_))
-                inverse[z] = list(g) if len(g) <= limit else g
+                inverse[z] = singleton_or_list(g) if len(g) <= limit else g
             other.update(inverse)
         rel.loaded(size)
         if self.cooperative:

@@ -11,12 +11,16 @@ and iteration go through it. An index does not store row tuples either: ``map[ke
 group of *items* of the rows with that key, an item being what is left of a row without the
 key columns (the id itself when one column is left, else a tuple of the remaining ids in
 column order). A key is the id of the one key column, or the ids of several key columns packed
-into one int (:func:`pack`: 32 bits each; the dictionary never hands out more ids). Groups are
-lists while small (8 bytes per item; a membership test or removal scans at most
-:data:`GROUP_LIMIT` items) and sets beyond (constant time). Both change in place: replacing
-immutable groups (tuples) on every change filled the GC's young generation with objects its
-allocation count never saw (one freed for each one made), so a young collection would now
-and then traverse thousands of them inside a single update (2-17 ms). Ids are the
+into one int (:func:`pack`: 32 bits each; the dictionary never hands out more ids). A group of
+one item is a 1-tuple, made when its key appears and dropped when it goes (a second item
+makes it a list): the cyclic GC stops tracking a tuple of ints the first time it looks at
+it, so the most common groups (one folder per document, one parent per folder, one role per
+subject and folder) cost no full collection anything and are 16 bytes smaller than a list.
+Larger groups are lists while small (8 bytes per item; a membership test or removal scans
+at most :data:`GROUP_LIMIT` items) and sets beyond (constant time). Both change in place:
+replacing immutable groups on every change filled the GC's young generation with objects
+its allocation count never saw (one freed for each one made), so a young collection would
+now and then traverse thousands of them inside a single update (2-17 ms). Ids are the
 dictionary's own int objects, so an item costs one pointer. Relations of arity 0 and 1 are a
 set of row tuples.
 
@@ -66,9 +70,9 @@ KEY_BITS = 32
 _MASK = (1 << KEY_BITS) - 1
 
 GROUP_LIMIT = 64
-"""Index groups of up to this many items are tuples (compact, and not tracked by the GC once
-it has seen them; membership, insertion and removal copy or scan at most this many), larger
-ones sets (constant-time membership, insertion and removal)."""
+"""Index groups of up to this many items are lists (1-tuples for one item; membership and
+removal scan at most this many), larger ones sets (constant-time membership, insertion and
+removal)."""
 
 
 def key_code(parts: list[str]) -> str:
@@ -162,11 +166,13 @@ def add(m, rows):
         k = {key}
         g = get(k)
         if g is None:
-            m[k] = [{item}]
+            m[k] = ({item},)
         elif g.__class__ is list:
             g.append({item})
             if len(g) > {limit}:
                 m[k] = set(g)
+        elif g.__class__ is tuple:
+            m[k] = [*g, {item}]
         else:
             g.add({item})
 
@@ -178,13 +184,15 @@ def add_new(m, rows):
         x = {item}
         g = get(k)
         if g is None:
-            m[k] = [x]
+            m[k] = (x,)
         elif x in g:
             continue
         elif g.__class__ is list:
             g.append(x)
             if len(g) > {limit}:
                 m[k] = set(g)
+        elif g.__class__ is tuple:
+            m[k] = [*g, x]
         else:
             g.add(x)
         new.append(r)
@@ -194,6 +202,9 @@ def remove(m, rows):
     for r in rows:
         k = {key}
         g = m[k]
+        if g.__class__ is tuple:
+            del m[k]
+            continue
         g.remove({item})
         if not g:
             del m[k]
@@ -256,6 +267,12 @@ def drain(container: set[Any] | dict[Any, Any] | list[Any]) -> None:
         pop()
 
 
+def singleton_or_list(items: Iterable[Any]) -> tuple[Any] | list[Any]:
+    """A small group: a 1-tuple for one item (see the module docstring), else a list."""
+    group = list(items)
+    return (group[0],) if len(group) == 1 else group
+
+
 def item_function(arity: int, cols: tuple[int, ...]) -> Callable[[Row], Any]:
     """The item (see the module docstring) of a full row, for an index on ``cols``."""
     return _ops(arity, cols, 1).item
@@ -280,8 +297,11 @@ def _builder(
     for i in range(len(shapes)):
         lines.append(f"    m = maps[{i}]")
         lines.append(f"    m.update(by{i})")
-        lines.append(f"    for k in [k for k, g in by{i}.items() if len(g) > {limit}]:")
-        lines.append("        m[k] = set(m[k])")
+        lines.append(f"    for k, g in by{i}.items():")
+        lines.append("        if len(g) == 1:")
+        lines.append("            m[k] = (g[0],)")
+        lines.append(f"        elif len(g) > {limit}:")
+        lines.append("            m[k] = set(g)")
     src = "def build(maps, rows):\n" + "\n".join(lines) + "\n"
     namespace: dict[str, Any] = {"defaultdict": defaultdict}
     exec(compile(src, f"<build {arity}:{shapes}>", "exec"), namespace)
@@ -292,8 +312,8 @@ def _builder(
 class Index:
     """All rows of one relation grouped by the ids of ``cols`` (see the module docstring).
 
-    ``map[key]`` is a list of items while the group has at most ``limit`` of them, else a set
-    (which stays a set when the group shrinks).
+    ``map[key]`` is a 1-tuple for one item, a list of items while the group has at most
+    ``limit`` of them, else a set (which stays a set when the group shrinks).
     """
 
     __slots__ = ("arity", "cols", "key", "limit", "map", "ops")
@@ -597,7 +617,7 @@ class Relation:
             groups = dict(m)
             for k, g in groups.items():
                 if g.__class__ is set:
-                    groups[k] = list(g) if len(g) <= idx.limit else set(g)
+                    groups[k] = singleton_or_list(g) if len(g) <= idx.limit else set(g)
             m.clear()
             m.update(groups)
         if self.counts:

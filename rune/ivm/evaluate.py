@@ -26,7 +26,7 @@ from typing import Any
 
 from rune.ivm.analysis import MAX_ARITY, Analysis, Stratum, is_internal
 from rune.ivm.errors import IterationLimitError
-from rune.ivm.plan import Access, Plan, compile_plan
+from rune.ivm.plan import Access, Plan, compile_checks, compile_plan
 from rune.ivm.store import (
     EMPTY,
     EMPTY_MAP,
@@ -116,6 +116,7 @@ class _StratumPlans:
     """Compiled plans of one stratum."""
 
     __slots__ = (
+        "checks",
         "closure",
         "full",
         "head_bound",
@@ -154,6 +155,7 @@ class _StratumPlans:
         self.linear = all(a.relation not in own for p in self.internal for a in p.accesses)
         self.closure = _Closure.detect(stratum)
         self.head_bound: dict[str, list[Plan]] = {}
+        self.checks: dict[str, Callable[..., None]] = {}
         if stratum.recursive:
             self.plan_rederivation(dictionary, optimize, primary)
 
@@ -185,6 +187,7 @@ class _StratumPlans:
             for plans in head_bound.values():
                 plans.sort(key=lambda p: p.cost)
         self.head_bound = head_bound
+        self.checks = {r: compile_checks(plans, dictionary) for r, plans in head_bound.items()}
 
     def plans(self) -> Iterator[Plan]:
         yield from self.full
@@ -711,18 +714,11 @@ class Materialization:
         # 3. re-derive what still has a derivation, 4. insert, semi-naively
         seeds: dict[str, set[Row]] = {r: set() for r in own}
         for r in own:
-            if not doomed[r]:
+            if not doomed[r] or r not in sp.checks:
                 continue
-            checks = [
-                (plan.fn, [self._view(a, old=False) for a in plan.accesses])
-                for plan in sp.head_bound.get(r, [])
-            ]
-            found = seeds[r]
-            for row in doomed[r]:
-                for fn, views in checks:
-                    if fn(None, None, row, *views):
-                        found.add(row)
-                        break
+            plans = sp.head_bound[r]
+            views = [self._view(a, old=False) for plan in plans for a in plan.accesses]
+            sp.checks[r](doomed[r], seeds[r], *views)
         for plan in sp.lower:
             delta = deltas.get(_source_relation(plan))
             rows = None if delta is None else delta.minus if _source_negated(plan) else delta.plus

@@ -36,13 +36,24 @@ def main() -> int:
     for _ in range(args.repeat):
         gc.collect()
         eng = Engine(drive.drive_program())
+        gc_ns = [0, 0]
+
+        def on_gc(phase: str, info: dict[str, object], acc: list[int] = gc_ns) -> None:
+            if phase == "start":
+                acc[1] = time.perf_counter_ns()
+            else:
+                acc[0] += time.perf_counter_ns() - acc[1]
+
+        gc.callbacks.append(on_gc)
         c0, t0 = time.process_time(), time.perf_counter()
         eng.update(insert=facts)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        gc.callbacks.remove(on_gc)
         derived = sum(info.size or 0 for info in eng.relations().values() if info.kind == "derived")
         print(
             f"engine {args.engine} scale {args.scale}: bulk {dt:.2f} s wall, {dc:.2f} s CPU; "
-            f"{derived:,} derived: {derived / dt:,.0f}/s wall, {derived / dc:,.0f}/s CPU "
+            f"{derived:,} derived: {derived / dt:,.0f}/s wall, {derived / dc:,.0f}/s CPU; "
+            f"cyclic GC inside: {gc_ns[0] / 1e9:.2f} s; "
             f"(load avg {os.getloadavg()[0]:.1f})",
             flush=True,
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 from rune.ivm.analysis import MAX_ARITY, Analysis, Stratum, is_internal
@@ -71,12 +72,22 @@ class _Closure:
     ``edges`` lists, per recursive rule, ``e`` and the column of ``Y`` in ``e``.
     """
 
-    __slots__ = ("carried", "edges", "relation")
+    __slots__ = ("carried", "copies", "edges", "relation")
 
-    def __init__(self, relation: str, carried: int, edges: list[tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        relation: str,
+        carried: int,
+        edges: list[tuple[str, int]],
+        copies: dict[Rule, tuple[str, int]],
+    ) -> None:
         self.relation = relation
         self.carried = carried
         self.edges = edges
+        self.copies = copies
+        """Seed rules copying a lower binary relation (``p(X, Y) :- s(X, Y)`` or
+        ``p(X, Y) :- s(Y, X)``): the relation and its column that lands in the carried one.
+        Their rows are read from that relation's indexes instead of being derived."""
 
     @classmethod
     def detect(cls, stratum: Stratum) -> _Closure | None:
@@ -85,9 +96,11 @@ class _Closure:
         (name,) = stratum.relations
         carried: set[int] = set()
         edges: list[tuple[str, int]] = []
+        seeds: list[Rule] = []
         for rule in stratum.rules:
             if not any(_literal_relation(lit) == name for lit in rule.body):
-                continue  # a seed rule: evaluated by its full plan
+                seeds.append(rule)  # a seed rule: evaluated by its full plan (or copied)
+                continue
             if len(rule.body) != 2 or not all(isinstance(lit, Atom) for lit in rule.body):
                 return None
             own, lower = sorted(rule.body, key=lambda a: a.relation != name)  # type: ignore[union-attr]
@@ -109,7 +122,20 @@ class _Closure:
                 return None
         if len(carried) != 1:
             return None
-        return cls(name, carried.pop(), edges)
+        c = carried.pop()
+        copies: dict[Rule, tuple[str, int]] = {}
+        for rule in seeds:
+            (lit,) = rule.body if len(rule.body) == 1 else (None,)
+            head = rule.head.args
+            if (
+                isinstance(lit, Atom)
+                and len(lit.args) == 2
+                and all(isinstance(t, Var) and not t.anonymous for t in (*head, *lit.args))
+                and head[0] != head[1]
+                and set(head) == set(lit.args)
+            ):
+                copies[rule] = (lit.relation, lit.args.index(head[c]))
+        return cls(name, c, edges, copies)
 
 
 class _StratumPlans:
@@ -505,11 +531,18 @@ class Materialization:
         self._views = {}
         if sp.stratum.recursive:
             seeds: dict[str, set[Row]] = {r: set() for r in sp.stratum.relations}
+            closure = sp.closure if max_iterations is None else None
+            copied = closure.copies if closure is not None else {}
             for plan in sp.full:
-                self._run(plan, None, seeds[plan.rule.head.relation])
-            if sp.closure is not None and max_iterations is None and self._closure(sp, seeds):
-                pass
-            elif sp.linear:
+                if plan.rule not in copied:
+                    self._run(plan, None, seeds[plan.rule.head.relation])
+            if closure is not None and self._closure(sp, seeds):
+                self._views = {}
+                return
+            for plan in sp.full:
+                if plan.rule in copied:  # the closure path declined: derive them after all
+                    self._run(plan, None, seeds[plan.rule.head.relation])
+            if sp.linear:
                 stored = self._fixpoint(sp, seeds, max_iterations)
                 for r, rows in stored.items():
                     self.relations[r].insert(rows)
@@ -762,21 +795,48 @@ class Materialization:
             else:
                 for row in self.relations[name]:
                     succ.setdefault(row[j], set()).add(row[1 - j])
-        by_x: dict[int, set[int]] = {}
-        by_y: dict[int, set[int]] = {}
-        for row in rows:
-            x, y = row[c], row[1 - c]
-            found = by_x.get(x)
-            if found is None:
-                by_x[x] = {y}
-            else:
-                found.add(y)
-            found = by_y.get(y)
-            if found is None:
-                by_y[y] = {x}
-            else:
-                found.add(x)
-        budget = CLOSURE_MEMO * len(rows) + 4096
+        # the seeds by x and by y: the index maps of a copied relation when it is the only
+        # source of seeds (read, never changed), else sets built from the rows
+        copied = [(self.relations[n], xcol) for n, xcol in closure.copies.values()]
+        copied = [(source, xcol) for source, xcol in copied if source]
+        by_x: dict[int, Any] = {}
+        by_y: dict[int, Any] = {}
+        if not rows and len(copied) == 1 and copied[0][0].arity == 2:
+            source, xcol = copied[0]
+            n_seeds = len(source)
+            ix, iy = source.indexes.get((xcol,)), source.indexes.get((1 - xcol,))
+            if ix is not None:
+                by_x = ix.map
+            if iy is not None:
+                by_y = iy.map
+            if ix is None or iy is None:
+                have, build = (ix, by_y) if ix is not None else (iy, by_x)
+                assert have is not None
+                for a, group in have.map.items():
+                    for b in group:
+                        found_list = build.get(b)
+                        if found_list is None:
+                            build[b] = [a]
+                        else:
+                            found_list.append(a)
+        else:
+            pairs: list[Iterable[tuple[int, int]]] = [map(itemgetter(c, 1 - c), rows)]
+            for source, xcol in copied:
+                pairs.append(map(itemgetter(xcol, 1 - xcol), source))
+            n_seeds = 0
+            for x, y in chain.from_iterable(pairs):
+                n_seeds += 1
+                found = by_x.get(x)
+                if found is None:
+                    by_x[x] = {y}
+                else:
+                    found.add(y)
+                found = by_y.get(y)
+                if found is None:
+                    by_y[y] = {x}
+                else:
+                    found.add(x)
+        budget = CLOSURE_MEMO * n_seeds + 4096
         union = set().union
         get = succ.get
         reach: dict[int, set[int]] = {}

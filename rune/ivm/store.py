@@ -477,6 +477,8 @@ class Relation:
         if not isinstance(rows, (list, tuple, set, frozenset, dict, Snapshot)):
             rows = list(rows)
         if not self._size and len(rows) > BULK_ROWS:  # a bulk load: every index at once
+            if self._insert_functional(rows):
+                return
             indexes = list(self.indexes.values())
             _builder(self.arity, tuple(i.cols for i in indexes), GROUP_LIMIT)(
                 [i.map for i in indexes], rows
@@ -486,6 +488,27 @@ class Relation:
         self._size += len(rows)
         for idx in self.indexes.values():
             idx.ops.add(idx.map, rows)
+
+    def _insert_functional(self, rows: Any) -> bool:
+        """Bulk-insert the rows of an empty binary relation with one index whose key column
+        holds a different id in every row (one folder per document, one parent per folder),
+        in C-level passes: every group is a 1-tuple (``zip`` of the other column makes
+        them). ``False`` (nothing done) otherwise; a sample of the rows rules most other
+        relations out before any full pass."""
+        if self.arity != 2 or len(self.indexes) != 1:
+            return False
+        (idx,) = self.indexes.values()
+        key, other = itemgetter(idx.cols[0]), itemgetter(1 - idx.cols[0])
+        sample = list(map(key, islice(rows, 1024)))
+        if len(set(sample)) != len(sample):
+            return False
+        table = rows if isinstance(rows, (list, tuple)) else list(rows)
+        groups = dict(zip(map(key, table), zip(map(other, table)), strict=True))
+        if len(groups) != len(table):
+            return False
+        idx.map.update(groups)
+        self._size = len(table)
+        return True
 
     def loaded(self, size: int) -> None:
         """Account for ``size`` rows put into the (empty) index maps directly, all of them

@@ -261,10 +261,7 @@ def _no_primary(relation: str) -> tuple[int, ...] | None:
 
 def _source_relation(plan: Plan) -> str:
     assert plan.source is not None
-    lit = plan.rule.body[plan.source]
-    atom = lit.atom if isinstance(lit, Negation) else lit
-    assert isinstance(atom, Atom)
-    return atom.relation
+    return plan.source_relation
 
 
 def _encode_constants(rule: Rule, dictionary: Dictionary, out: set[int]) -> None:
@@ -297,8 +294,7 @@ def _same_rows(rel: Relation, other: Relation | None) -> bool:
 
 
 def _source_negated(plan: Plan) -> bool:
-    assert plan.source is not None
-    return isinstance(plan.rule.body[plan.source], Negation)
+    return plan.source_negated
 
 
 class Materialization:

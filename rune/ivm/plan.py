@@ -66,6 +66,10 @@ class Plan:
     cost: float = 0.0
     body: tuple[str, ...] = ()
     """The lines of ``fn`` after its prologue, for :func:`compile_checks` (exists mode)."""
+    source_relation: str = ""
+    """The relation of the delta source literal (delta plans)."""
+    source_negated: bool = False
+    """Whether the delta source literal is negated."""
 
 
 def _ordered(a: Value, b: Value) -> tuple[Value, Value] | None:
@@ -337,6 +341,13 @@ def compile_plan(
     code = f"def plan(SRC, OUT, HEAD{views}):\n" + body + "\n" + tail
     namespace: dict[str, Any] = {"EMPTY": EMPTY, "VAL": dictionary.values, "_lt": _lt, "_le": _le}
     exec(compile(code, f"<plan {rule.head.relation}:{rule.line}>", "exec"), namespace)
+    src_rel, src_neg = "", False
+    if source is not None:
+        lit = rule.body[source]
+        src_neg = isinstance(lit, Negation)
+        atom = lit.atom if isinstance(lit, Negation) else lit
+        assert isinstance(atom, Atom)
+        src_rel = atom.relation
     return Plan(
         rule,
         source,
@@ -347,6 +358,8 @@ def compile_plan(
         collect,
         cost,
         tuple(out.lines),
+        src_rel,
+        src_neg,
     )
 
 

@@ -110,3 +110,31 @@ def check(eng: Engine, rules: list[Rule], state: dict[str, set[tuple[str, str]]]
     for node in ["a", "b", "c", "d", "e", "f", "g"]:
         assert set(eng.lookup("p", (node, None))) == {t for t in eng.query("p") if t[0] == node}
         assert set(eng.lookup("p", (None, node))) == {t for t in eng.query("p") if t[1] == node}
+
+
+def test_closure_path_declining_falls_back_to_semi_naive(monkeypatch: object) -> None:
+    """When the memoized sets would be too large the stratum is evaluated by rounds, the
+    copied seed rules included."""
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(evaluate, "CLOSURE_MEMO", -(10**9))  # every budget exceeded at once
+    declined: list[bool] = []
+    original = evaluate.Materialization._closure
+
+    def spy(self: evaluate.Materialization, sp: object, seeds: object) -> bool:
+        declined.append(not original(self, sp, seeds))  # type: ignore[arg-type]
+        return declined[-1] is False
+
+    monkeypatch.setattr(evaluate.Materialization, "_closure", spy)
+    edges = [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("e", "e")]
+    for source, rules, closure in PROGRAMS:
+        if not closure:
+            continue
+        state = {"e": set(edges), "s": {("a", "c"), ("d", "e")}, "f": {("b", "d")}}
+        used = {a.rel for r in rules for a in r.body if isinstance(a, Atom)} - {"p"}
+        state = {rel: rows for rel, rows in state.items() if rel in used}
+        eng = Engine(source)
+        eng.update(insert={rel: sorted(rows) for rel, rows in state.items()})
+        check(eng, rules, {**state, "p": set()})
+    assert declined.count(True) == 3  # each load declined (an empty stratum need not)

@@ -44,15 +44,37 @@ LARGE_BATCH = 10_000
 """Batches of at least this many rows run with Python's cyclic GC paused (see ``update``)."""
 
 
+SETTLE_GROWTH = 100_000
+"""A paused batch that stored at least this many tuples, and at least as many as the engine
+held before, ends with one full collection (see :func:`_gc_paused`)."""
+
+
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC for a bulk computation (see :meth:`Engine.update`)."""
+def _gc_paused(size: Callable[[], int] | None = None) -> Iterator[None]:
+    """Pause the cyclic GC for a bulk computation (see :meth:`Engine.update`).
+
+    With ``size`` (the engine's stored tuples), a computation that at least doubled the
+    engine (by :data:`SETTLE_GROWTH` tuples or more) ends with a full collection before the
+    GC resumes. Everything it allocated is young: left as is, the next young collection
+    would traverse all of it in the middle of some later single update, then the middle
+    generation's collection again, then (being more than a quarter of the long-lived heap)
+    a full one: three pauses of 0.3-1 s at drive scale 1.0 among the first few hundred
+    updates after a load. One collection now, inside the call that is long anyway, is a
+    third of that work and leaves nothing young. It traverses the whole process heap, as
+    any full collection does; it does not freeze anything (see docs/datalog.md, *The
+    cyclic GC*). Not done when the GC was already disabled by the caller.
+    """
     if not gc.isenabled():
         yield
         return
+    before = size() if size is not None else 0
     gc.disable()
     try:
         yield
+        if size is not None:
+            grown = size() - before
+            if grown >= SETTLE_GROWTH and grown >= before:
+                gc.collect()
     finally:
         gc.enable()
 
@@ -350,7 +372,7 @@ class Engine:
         self._mat = Materialization(analysis, self._dictionary, optimize=optimize)
         self._dictionary.pin(self._mat.constants)
         self._dictionary.assigned.clear()
-        with _gc_paused():
+        with _gc_paused(self._stored):
             self._mat.materialize_all(max_iterations)
 
     @property
@@ -380,12 +402,18 @@ class Engine:
         A large batch (:data:`LARGE_BATCH` rows or more) runs with Python's cyclic garbage
         collector paused: it allocates millions of objects that live on (index groups) or
         form no cycles (row tuples), which would otherwise trigger repeated collections that
-        traverse the whole heap (a quarter of a bulk load's time) and find nothing.
+        traverse the whole heap (a quarter of a bulk load's time) and find nothing. A batch
+        that at least doubled the engine (a first load) ends with one full collection, so
+        that later single updates do not pay for traversing what it allocated.
         """
         if _is_large(insert) or _is_large(delete):
-            with _gc_paused():
+            with _gc_paused(self._stored):
                 return self._update(insert, delete)
         return self._update(insert, delete)
+
+    def _stored(self) -> int:
+        """Tuples stored in all relations (for :func:`_gc_paused`)."""
+        return sum(map(len, self._mat.relations.values()))
 
     def _update(self, insert: Facts | None, delete: Facts | None) -> dict[str, Change]:
         dictionary = self._dictionary

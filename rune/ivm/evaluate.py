@@ -21,16 +21,18 @@ what later strata and the caller see.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 from rune.ivm.analysis import MAX_ARITY, Analysis, Stratum, is_internal
 from rune.ivm.errors import IterationLimitError
-from rune.ivm.plan import Access, Plan, compile_plan
+from rune.ivm.plan import Access, Plan, compile_checks, compile_plan
 from rune.ivm.store import (
     EMPTY,
     EMPTY_MAP,
     EMPTY_ROWS,
+    GROUP_LIMIT,
     Delta,
     OldIndexView,
     OldRowsView,
@@ -38,9 +40,10 @@ from rune.ivm.store import (
     Row,
     drain,
     item_function,
+    singleton_or_list,
     unpack,
 )
-from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule
+from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule, Var
 from rune.ivm.values import Dictionary
 
 __all__ = ["Materialization"]
@@ -53,10 +56,102 @@ SINGLE_INDEX_SLACK = 2.0
 this many times the plans using several (see ``Materialization._demand_plans_for``)."""
 
 
+CLOSURE_MEMO = 16
+"""The closure path gives up (for semi-naive evaluation) once the memoized reachable sets
+hold more than this many ids per seed row (see ``Materialization._closure``)."""
+
+
+_NO_IDS: frozenset[int] = frozenset()
+
+
+class _Closure:
+    """A stratum computing a transitive closure: one binary relation ``p`` whose recursive
+    rules are all ``p(X, Z) :- p(X, Y), e(Y, Z)`` up to argument order, ``e`` of a lower
+    stratum: ``X`` is carried from the body's ``p`` to the head at column ``carried``.
+
+    ``edges`` lists, per recursive rule, ``e`` and the column of ``Y`` in ``e``.
+    """
+
+    __slots__ = ("carried", "copies", "edges", "relation")
+
+    def __init__(
+        self,
+        relation: str,
+        carried: int,
+        edges: list[tuple[str, int]],
+        copies: dict[Rule, tuple[str, int]],
+    ) -> None:
+        self.relation = relation
+        self.carried = carried
+        self.edges = edges
+        self.copies = copies
+        """Seed rules copying a lower binary relation (``p(X, Y) :- s(X, Y)`` or
+        ``p(X, Y) :- s(Y, X)``): the relation and its column that lands in the carried one.
+        Their rows are read from that relation's indexes instead of being derived."""
+
+    @classmethod
+    def detect(cls, stratum: Stratum) -> _Closure | None:
+        if not stratum.recursive or len(stratum.relations) != 1:
+            return None
+        (name,) = stratum.relations
+        carried: set[int] = set()
+        edges: list[tuple[str, int]] = []
+        seeds: list[Rule] = []
+        for rule in stratum.rules:
+            if not any(_literal_relation(lit) == name for lit in rule.body):
+                seeds.append(rule)  # a seed rule: evaluated by its full plan (or copied)
+                continue
+            if len(rule.body) != 2 or not all(isinstance(lit, Atom) for lit in rule.body):
+                return None
+            own, lower = sorted(rule.body, key=lambda a: a.relation != name)  # type: ignore[union-attr]
+            assert isinstance(own, Atom) and isinstance(lower, Atom)
+            if own.relation != name or lower.relation == name:
+                return None
+            head = rule.head.args
+            terms = (*head, *own.args, *lower.args)
+            if len(terms) != 6 or not all(isinstance(t, Var) and not t.anonymous for t in terms):
+                return None
+            for c in (0, 1):
+                x, y, z = own.args[c], own.args[1 - c], head[1 - c]
+                if head[c] != x or len({x, y, z}) != 3 or set(lower.args) != {y, z}:
+                    continue
+                carried.add(c)
+                edges.append((lower.relation, lower.args.index(y)))
+                break
+            else:
+                return None
+        if len(carried) != 1:
+            return None
+        c = carried.pop()
+        copies: dict[Rule, tuple[str, int]] = {}
+        for rule in seeds:
+            (lit,) = rule.body if len(rule.body) == 1 else (None,)
+            head = rule.head.args
+            if (
+                isinstance(lit, Atom)
+                and len(lit.args) == 2
+                and all(isinstance(t, Var) and not t.anonymous for t in (*head, *lit.args))
+                and head[0] != head[1]
+                and set(head) == set(lit.args)
+            ):
+                copies[rule] = (lit.relation, lit.args.index(head[c]))
+        return cls(name, c, edges, copies)
+
+
 class _StratumPlans:
     """Compiled plans of one stratum."""
 
-    __slots__ = ("full", "head_bound", "inputs", "internal", "linear", "lower", "stratum")
+    __slots__ = (
+        "checks",
+        "closure",
+        "full",
+        "head_bound",
+        "inputs",
+        "internal",
+        "linear",
+        "lower",
+        "stratum",
+    )
 
     def __init__(
         self, stratum: Stratum, dictionary: Dictionary, optimize: bool, primary: Primary
@@ -84,20 +179,41 @@ class _StratumPlans:
         # every internal delta plan reads its own stratum only through its delta source: a
         # bulk evaluation can keep the stratum's rows in plain sets and index them once
         self.linear = all(a.relation not in own for p in self.internal for a in p.accesses)
+        self.closure = _Closure.detect(stratum)
         self.head_bound: dict[str, list[Plan]] = {}
+        self.checks: dict[str, Callable[..., None]] = {}
         if stratum.recursive:
-            for rule in stratum.rules:
-                arity = len(rule.head.args)
-                self.head_bound.setdefault(rule.head.relation, []).append(
-                    compile_plan(
-                        rule,
-                        dictionary,
-                        bound=tuple(range(arity)),
-                        exists=True,
-                        optimize=optimize,
-                        primary=primary,
-                    )
+            self.plan_rederivation(dictionary, optimize, primary)
+
+    def plan_rederivation(
+        self,
+        dictionary: Dictionary,
+        optimize: bool,
+        primary: Primary,
+        estimate: Callable[[str, tuple[int, ...]], float] | None = None,
+    ) -> None:
+        """(Re)compile the head-bound plans DRed re-derives with; with ``estimate`` (the
+        data's statistics) their join orders follow the expected rows, and each relation's
+        plans are tried cheapest first."""
+        head_bound: dict[str, list[Plan]] = {}
+        for rule in self.stratum.rules:
+            arity = len(rule.head.args)
+            head_bound.setdefault(rule.head.relation, []).append(
+                compile_plan(
+                    rule,
+                    dictionary,
+                    bound=tuple(range(arity)),
+                    exists=True,
+                    optimize=optimize,
+                    primary=primary,
+                    estimate=estimate if optimize else None,
                 )
+            )
+        if estimate is not None and optimize:
+            for plans in head_bound.values():
+                plans.sort(key=lambda p: p.cost)
+        self.head_bound = head_bound
+        self.checks = {r: compile_checks(plans, dictionary) for r, plans in head_bound.items()}
 
     def plans(self) -> Iterator[Plan]:
         yield from self.full
@@ -145,10 +261,7 @@ def _no_primary(relation: str) -> tuple[int, ...] | None:
 
 def _source_relation(plan: Plan) -> str:
     assert plan.source is not None
-    lit = plan.rule.body[plan.source]
-    atom = lit.atom if isinstance(lit, Negation) else lit
-    assert isinstance(atom, Atom)
-    return atom.relation
+    return plan.source_relation
 
 
 def _encode_constants(rule: Rule, dictionary: Dictionary, out: set[int]) -> None:
@@ -181,8 +294,7 @@ def _same_rows(rel: Relation, other: Relation | None) -> bool:
 
 
 def _source_negated(plan: Plan) -> bool:
-    assert plan.source is not None
-    return isinstance(plan.rule.body[plan.source], Negation)
+    return plan.source_negated
 
 
 class Materialization:
@@ -349,6 +461,33 @@ class Materialization:
                     rel = self.relations[r]
                     if old is not None and old[0] == len(rel) and all(x in rel for x in old[1]):
                         same.add(r)
+        self.replan()
+
+    def replan(self, strata: Iterable[_StratumPlans] | None = None) -> None:
+        """After a bulk computation: order the re-derivation plans of the recursive strata
+        holding rows by the data (see :meth:`_StratumPlans.plan_rederivation`).
+
+        A re-derivation checks one over-deleted row at a time, so its join order decides
+        the cost of a deletion: for ``in_group(U, G)`` at drive scale 1.0, probing the ~2
+        subgroups of ``G`` instead of scanning the ~30 groups of ``U``. The per-column
+        distinct counts are recomputed (one pass over a column without an index). Indexes
+        the new plans probe are built (and maintained from then on).
+        """
+        if not self.optimize:
+            return
+        todo = [
+            sp
+            for sp in (self.strata if strata is None else strata)
+            if sp.stratum.recursive and any(self.relations[r] for r in sp.stratum.relations)
+        ]
+        if not todo:
+            return
+        self._distincts.clear()
+        for sp in todo:
+            sp.plan_rederivation(self.dictionary, True, self.primary, self._estimate)
+            for plan in chain.from_iterable(sp.head_bound.values()):
+                self._prepare_indexes(plan)
+                self._read_by_plans.update(a.relation for a in plan.accesses)
 
     def stratum_inputs(self, stratum: Stratum) -> set[str]:
         """Relations the rules of ``stratum`` read, its own excepted."""
@@ -379,6 +518,7 @@ class Materialization:
         """Compute ``strata`` (from :meth:`bulk_strata`) from scratch; their relations."""
         for sp in strata:
             self._materialize(sp, None)
+        self.replan(strata)
         return {r for sp in strata for r in sp.stratum.relations}
 
     def _materialize(self, sp: _StratumPlans, max_iterations: int | None) -> None:
@@ -387,8 +527,17 @@ class Materialization:
         self._views = {}
         if sp.stratum.recursive:
             seeds: dict[str, set[Row]] = {r: set() for r in sp.stratum.relations}
+            closure = sp.closure if max_iterations is None else None
+            copied = closure.copies if closure is not None else {}
             for plan in sp.full:
-                self._run(plan, None, seeds[plan.rule.head.relation])
+                if plan.rule not in copied:
+                    self._run(plan, None, seeds[plan.rule.head.relation])
+            if closure is not None and self._closure(sp, seeds):
+                self._views = {}
+                return
+            for plan in sp.full:
+                if plan.rule in copied:  # the closure path declined: derive them after all
+                    self._run(plan, None, seeds[plan.rule.head.relation])
             if sp.linear:
                 stored = self._fixpoint(sp, seeds, max_iterations)
                 for r, rows in stored.items():
@@ -489,6 +638,7 @@ class Materialization:
         for sp in self.strata:
             for plan in sp.plans():
                 self._prepare_indexes(plan)
+        self.replan()
         return unchanged
 
     # -- incremental -----------------------------------------------------------------------------
@@ -593,18 +743,11 @@ class Materialization:
         # 3. re-derive what still has a derivation, 4. insert, semi-naively
         seeds: dict[str, set[Row]] = {r: set() for r in own}
         for r in own:
-            if not doomed[r]:
+            if not doomed[r] or r not in sp.checks:
                 continue
-            checks = [
-                (plan.fn, [self._view(a, old=False) for a in plan.accesses])
-                for plan in sp.head_bound.get(r, [])
-            ]
-            found = seeds[r]
-            for row in doomed[r]:
-                for fn, views in checks:
-                    if fn(None, None, row, *views):
-                        found.add(row)
-                        break
+            plans = sp.head_bound[r]
+            views = [self._view(a, old=False) for plan in plans for a in plan.accesses]
+            sp.checks[r](doomed[r], seeds[r], *views)
         for plan in sp.lower:
             delta = deltas.get(_source_relation(plan))
             rows = None if delta is None else delta.minus if _source_negated(plan) else delta.plus
@@ -616,6 +759,129 @@ class Materialization:
             removed = doomed[r] - inserted[r]
             if added or removed:
                 deltas[r] = Delta(added, removed)
+
+    def _closure(self, sp: _StratumPlans, seeds: dict[str, set[Row]]) -> bool:
+        """Evaluate a transitive-closure stratum (:class:`_Closure`) set at a time.
+
+        ``p(x, z)`` holds iff some seed ``p(x, y)`` (a row the non-recursive rules derived)
+        reaches ``z`` along the edges. So: the set ``R(y)`` of ids reachable from each distinct
+        seed ``y`` (itself included), by breadth-first C-level set unions over the edges
+        grouped by source; ``p``'s rows for ``x`` are the union of ``R(y)`` over its seeds,
+        and for ``z`` (when ``p`` has an index on that column) the union of the seeds' ``x``
+        over the ``y`` reaching ``z``. The relation's index maps are filled with these
+        groups directly: no row tuple is built. Returns ``False`` (nothing done) when the
+        memoized sets would grow past :data:`CLOSURE_MEMO` ids per seed row (a dense graph
+        whose reachable sets are large but shared by few seeds); the caller then runs the
+        semi-naive rounds.
+        """
+        closure = sp.closure
+        assert closure is not None
+        c = closure.carried
+        rows = seeds[closure.relation]
+        succ: dict[int, set[int]] = {}
+        for name, j in closure.edges:
+            idx = self.relations[name].indexes.get((j,))
+            if idx is not None and idx.arity == 2:
+                for y, group in idx.map.items():
+                    found = succ.get(y)
+                    if found is None:
+                        succ[y] = set(group)
+                    else:
+                        found.update(group)
+            else:
+                for row in self.relations[name]:
+                    succ.setdefault(row[j], set()).add(row[1 - j])
+        # the seeds by x and by y: the index maps of a copied relation when it is the only
+        # source of seeds (read, never changed), else sets built from the rows
+        copied = [(self.relations[n], xcol) for n, xcol in closure.copies.values()]
+        copied = [(source, xcol) for source, xcol in copied if source]
+        by_x: dict[int, Any] = {}
+        by_y: dict[int, Any] = {}
+        if not rows and len(copied) == 1 and copied[0][0].arity == 2:
+            source, xcol = copied[0]
+            n_seeds = len(source)
+            ix, iy = source.indexes.get((xcol,)), source.indexes.get((1 - xcol,))
+            if ix is not None:
+                by_x = ix.map
+            if iy is not None:
+                by_y = iy.map
+            if ix is None or iy is None:
+                have, build = (ix, by_y) if ix is not None else (iy, by_x)
+                assert have is not None
+                for a, group in have.map.items():
+                    for b in group:
+                        found_list = build.get(b)
+                        if found_list is None:
+                            build[b] = [a]
+                        else:
+                            found_list.append(a)
+        else:
+            pairs: list[Iterable[tuple[int, int]]] = [map(itemgetter(c, 1 - c), rows)]
+            for source, xcol in copied:
+                pairs.append(map(itemgetter(xcol, 1 - xcol), source))
+            n_seeds = 0
+            for x, y in chain.from_iterable(pairs):
+                n_seeds += 1
+                found = by_x.get(x)
+                if found is None:
+                    by_x[x] = {y}
+                else:
+                    found.add(y)
+                found = by_y.get(y)
+                if found is None:
+                    by_y[y] = {x}
+                else:
+                    found.add(x)
+        budget = CLOSURE_MEMO * n_seeds + 4096
+        union = set().union
+        get = succ.get
+        reach: dict[int, set[int]] = {}
+        for y in by_y:
+            known = {y}
+            frontier: set[int] = known
+            while frontier:
+                frontier = union(*map(get, frontier, repeat(_NO_IDS)))
+                frontier -= known
+                known |= frontier
+            reach[y] = known
+            budget -= len(known)
+            if budget < 0:
+                return False
+        rel = self.relations[closure.relation]
+        limit = GROUP_LIMIT
+        maps: dict[int, dict[Any, Any]] = {}
+        for cols, idx in rel.indexes.items():
+            maps[cols[0]] = idx.map
+        size = 0
+        reach_of = reach.__getitem__
+        carried_map = maps.get(c)
+        groups: dict[int, Any] = {}
+        for x, ys in by_x.items():
+            g = union(*map(reach_of, ys))
+            size += len(g)
+            groups[x] = singleton_or_list(g) if len(g) <= limit else g
+        if carried_map is not None:
+            carried_map.update(groups)
+        other = maps.get(1 - c)
+        if other is not None:
+            reached_by: dict[int, list[int]] = {}
+            for y, zs in reach.items():
+                for z in zs:
+                    found_list = reached_by.get(z)
+                    if found_list is None:
+                        reached_by[z] = [y]
+                    else:
+                        found_list.append(y)
+            xs_of = by_y.__getitem__
+            inverse: dict[int, Any] = {}
+            for z, ys_ in reached_by.items():
+                g = union(*map(xs_of, ys_))
+                inverse[z] = singleton_or_list(g) if len(g) <= limit else g
+            other.update(inverse)
+        rel.loaded(size)
+        if self.cooperative:
+            drain(rows)
+        return True
 
     def _fixpoint(
         self, sp: _StratumPlans, seeds: dict[str, set[Row]], max_iterations: int | None

@@ -32,6 +32,7 @@ gives its columns, ``None`` for relations kept as a set of rows: arity below 2, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ from rune.ivm.store import EMPTY, item_code, key_code
 from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule, Term
 from rune.ivm.values import Dictionary, Value
 
-__all__ = ["Access", "Plan", "compile_plan"]
+__all__ = ["Access", "Plan", "compile_checks", "compile_plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,12 @@ class Plan:
     code: str
     collect: bool = False
     cost: float = 0.0
+    body: tuple[str, ...] = ()
+    """The lines of ``fn`` after its prologue, for :func:`compile_checks` (exists mode)."""
+    source_relation: str = ""
+    """The relation of the delta source literal (delta plans)."""
+    source_negated: bool = False
+    """Whether the delta source literal is negated."""
 
 
 def _ordered(a: Value, b: Value) -> tuple[Value, Value] | None:
@@ -334,7 +341,82 @@ def compile_plan(
     code = f"def plan(SRC, OUT, HEAD{views}):\n" + body + "\n" + tail
     namespace: dict[str, Any] = {"EMPTY": EMPTY, "VAL": dictionary.values, "_lt": _lt, "_le": _le}
     exec(compile(code, f"<plan {rule.head.relation}:{rule.line}>", "exec"), namespace)
-    return Plan(rule, source, bound, tuple(accesses), namespace["plan"], code, collect, cost)
+    src_rel, src_neg = "", False
+    if source is not None:
+        lit = rule.body[source]
+        src_neg = isinstance(lit, Negation)
+        atom = lit.atom if isinstance(lit, Negation) else lit
+        assert isinstance(atom, Atom)
+        src_rel = atom.relation
+    return Plan(
+        rule,
+        source,
+        bound,
+        tuple(accesses),
+        namespace["plan"],
+        code,
+        collect,
+        cost,
+        tuple(out.lines),
+        src_rel,
+        src_neg,
+    )
+
+
+_VIEW_NAME = re.compile(r"\b([GV])(\d+)\b")
+
+
+def compile_checks(plans: list[Plan], dictionary: Dictionary) -> Callable[..., None]:
+    """One function checking many head rows against several exists-mode ``plans``.
+
+    ``fn(ROWS, FOUND, *views)`` adds to ``FOUND`` each row of ``ROWS`` for which one of the
+    plans (tried in order) finds an assignment; ``views`` are those of every plan's
+    accesses, plan after plan. The plans' bodies are inlined in one loop over the rows
+    (DRed's re-derivation checks each over-deleted row: one call per row instead of one
+    per row and plan): ``return True`` becomes adding the row and going on with the next,
+    out of nested loops through a flag.
+    """
+    params: list[str] = []
+    prologue: list[str] = []
+    lines: list[str] = []
+    for k, plan in enumerate(plans):
+
+        def rename(text: str, k: int = k) -> str:
+            return _VIEW_NAME.sub(lambda m: f"{m.group(1)}{k}_{m.group(2)}", text)
+
+        for i, access in enumerate(plan.accesses):
+            params.append(f"V{k}_{i}")
+            if access.kind == "index":
+                prologue.append(f"    G{k}_{i} = V{k}_{i}.get")
+        body = [rename(line) for line in plan.body]
+        loops = [j for j, line in enumerate(body) if line.lstrip().startswith("for ")]
+        if loops:
+            lines.append("        found = False")
+        for line in body:
+            pad = "    " + line[: len(line) - len(line.lstrip())]
+            if line.strip() == "return True":
+                lines.append(pad + "add(HEAD)")
+                lines.append(pad + ("found = True" if loops else "continue"))
+                if loops:
+                    lines.append(pad + "break")
+            else:
+                lines.append("    " + line)
+        for j in reversed(loops):
+            pad = "    " + body[j][: len(body[j]) - len(body[j].lstrip())]
+            lines.append(pad + ("if found:"))
+            lines.append(pad + ("    continue" if j == loops[0] else "    break"))
+    code = (
+        f"def checks(ROWS, FOUND{''.join(f', {v}' for v in params)}):\n"
+        + "\n".join(
+            [*prologue, "    add = FOUND.add", "    for HEAD in ROWS:", *lines, "        pass"]
+        )
+        + "\n"
+    )
+    namespace: dict[str, Any] = {"EMPTY": EMPTY, "VAL": dictionary.values, "_lt": _lt, "_le": _le}
+    name = plans[0].rule.head.relation if plans else "-"
+    exec(compile(code, f"<checks {name}>", "exec"), namespace)
+    fn: Callable[..., None] = namespace["checks"]
+    return fn
 
 
 def _comparison(lit: Comparison, term: Callable[[Term], str]) -> str:

@@ -11,12 +11,16 @@ and iteration go through it. An index does not store row tuples either: ``map[ke
 group of *items* of the rows with that key, an item being what is left of a row without the
 key columns (the id itself when one column is left, else a tuple of the remaining ids in
 column order). A key is the id of the one key column, or the ids of several key columns packed
-into one int (:func:`pack`: 32 bits each; the dictionary never hands out more ids). Groups are
-lists while small (8 bytes per item; a membership test or removal scans at most
-:data:`GROUP_LIMIT` items) and sets beyond (constant time). Both change in place: replacing
-immutable groups (tuples) on every change filled the GC's young generation with objects its
-allocation count never saw (one freed for each one made), so a young collection would now
-and then traverse thousands of them inside a single update (2-17 ms). Ids are the
+into one int (:func:`pack`: 32 bits each; the dictionary never hands out more ids). A group of
+one item is a 1-tuple, made when its key appears and dropped when it goes (a second item
+makes it a list): the cyclic GC stops tracking a tuple of ints the first time it looks at
+it, so the most common groups (one folder per document, one parent per folder, one role per
+subject and folder) cost no full collection anything and are 16 bytes smaller than a list.
+Larger groups are lists while small (8 bytes per item; a membership test or removal scans
+at most :data:`GROUP_LIMIT` items) and sets beyond (constant time). Both change in place:
+replacing immutable groups on every change filled the GC's young generation with objects
+its allocation count never saw (one freed for each one made), so a young collection would
+now and then traverse thousands of them inside a single update (2-17 ms). Ids are the
 dictionary's own int objects, so an item costs one pointer. Relations of arity 0 and 1 are a
 set of row tuples.
 
@@ -66,9 +70,9 @@ KEY_BITS = 32
 _MASK = (1 << KEY_BITS) - 1
 
 GROUP_LIMIT = 64
-"""Index groups of up to this many items are tuples (compact, and not tracked by the GC once
-it has seen them; membership, insertion and removal copy or scan at most this many), larger
-ones sets (constant-time membership, insertion and removal)."""
+"""Index groups of up to this many items are lists (1-tuples for one item; membership and
+removal scan at most this many), larger ones sets (constant-time membership, insertion and
+removal)."""
 
 
 def key_code(parts: list[str]) -> str:
@@ -162,11 +166,13 @@ def add(m, rows):
         k = {key}
         g = get(k)
         if g is None:
-            m[k] = [{item}]
+            m[k] = ({item},)
         elif g.__class__ is list:
             g.append({item})
             if len(g) > {limit}:
                 m[k] = set(g)
+        elif g.__class__ is tuple:
+            m[k] = [*g, {item}]
         else:
             g.add({item})
 
@@ -178,13 +184,15 @@ def add_new(m, rows):
         x = {item}
         g = get(k)
         if g is None:
-            m[k] = [x]
+            m[k] = (x,)
         elif x in g:
             continue
         elif g.__class__ is list:
             g.append(x)
             if len(g) > {limit}:
                 m[k] = set(g)
+        elif g.__class__ is tuple:
+            m[k] = [*g, x]
         else:
             g.add(x)
         new.append(r)
@@ -194,6 +202,9 @@ def remove(m, rows):
     for r in rows:
         k = {key}
         g = m[k]
+        if g.__class__ is tuple:
+            del m[k]
+            continue
         g.remove({item})
         if not g:
             del m[k]
@@ -256,6 +267,12 @@ def drain(container: set[Any] | dict[Any, Any] | list[Any]) -> None:
         pop()
 
 
+def singleton_or_list(items: Iterable[Any]) -> tuple[Any] | list[Any]:
+    """A small group: a 1-tuple for one item (see the module docstring), else a list."""
+    group = list(items)
+    return (group[0],) if len(group) == 1 else group
+
+
 def item_function(arity: int, cols: tuple[int, ...]) -> Callable[[Row], Any]:
     """The item (see the module docstring) of a full row, for an index on ``cols``."""
     return _ops(arity, cols, 1).item
@@ -280,8 +297,11 @@ def _builder(
     for i in range(len(shapes)):
         lines.append(f"    m = maps[{i}]")
         lines.append(f"    m.update(by{i})")
-        lines.append(f"    for k in [k for k, g in by{i}.items() if len(g) > {limit}]:")
-        lines.append("        m[k] = set(m[k])")
+        lines.append(f"    for k, g in by{i}.items():")
+        lines.append("        if len(g) == 1:")
+        lines.append("            m[k] = (g[0],)")
+        lines.append(f"        elif len(g) > {limit}:")
+        lines.append("            m[k] = set(g)")
     src = "def build(maps, rows):\n" + "\n".join(lines) + "\n"
     namespace: dict[str, Any] = {"defaultdict": defaultdict}
     exec(compile(src, f"<build {arity}:{shapes}>", "exec"), namespace)
@@ -292,8 +312,8 @@ def _builder(
 class Index:
     """All rows of one relation grouped by the ids of ``cols`` (see the module docstring).
 
-    ``map[key]`` is a list of items while the group has at most ``limit`` of them, else a set
-    (which stays a set when the group shrinks).
+    ``map[key]`` is a 1-tuple for one item, a list of items while the group has at most
+    ``limit`` of them, else a set (which stays a set when the group shrinks).
     """
 
     __slots__ = ("arity", "cols", "key", "limit", "map", "ops")
@@ -457,6 +477,8 @@ class Relation:
         if not isinstance(rows, (list, tuple, set, frozenset, dict, Snapshot)):
             rows = list(rows)
         if not self._size and len(rows) > BULK_ROWS:  # a bulk load: every index at once
+            if self._insert_functional(rows):
+                return
             indexes = list(self.indexes.values())
             _builder(self.arity, tuple(i.cols for i in indexes), GROUP_LIMIT)(
                 [i.map for i in indexes], rows
@@ -466,6 +488,34 @@ class Relation:
         self._size += len(rows)
         for idx in self.indexes.values():
             idx.ops.add(idx.map, rows)
+
+    def _insert_functional(self, rows: Any) -> bool:
+        """Bulk-insert the rows of an empty binary relation with one index whose key column
+        holds a different id in every row (one folder per document, one parent per folder),
+        in C-level passes: every group is a 1-tuple (``zip`` of the other column makes
+        them). ``False`` (nothing done) otherwise; a sample of the rows rules most other
+        relations out before any full pass."""
+        if self.arity != 2 or len(self.indexes) != 1:
+            return False
+        (idx,) = self.indexes.values()
+        key, other = itemgetter(idx.cols[0]), itemgetter(1 - idx.cols[0])
+        sample = list(map(key, islice(rows, 1024)))
+        if len(set(sample)) != len(sample):
+            return False
+        table = rows if isinstance(rows, (list, tuple)) else list(rows)
+        groups = dict(zip(map(key, table), zip(map(other, table)), strict=True))
+        if len(groups) != len(table):
+            return False
+        idx.map.update(groups)
+        self._size = len(table)
+        return True
+
+    def loaded(self, size: int) -> None:
+        """Account for ``size`` rows put into the (empty) index maps directly, all of them
+        grouped consistently (``Materialization._closure``)."""
+        if self._snapshots:
+            self._freeze_snapshots()
+        self._size = size
 
     def snapshot(self) -> Snapshot:
         """The rows stored now, unaffected by later changes (see :class:`Snapshot`)."""
@@ -590,7 +640,7 @@ class Relation:
             groups = dict(m)
             for k, g in groups.items():
                 if g.__class__ is set:
-                    groups[k] = list(g) if len(g) <= idx.limit else set(g)
+                    groups[k] = singleton_or_list(g) if len(g) <= idx.limit else set(g)
             m.clear()
             m.update(groups)
         if self.counts:

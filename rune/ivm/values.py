@@ -296,7 +296,8 @@ class Dictionary:
         if None in ids:
             if lookup_only:
                 return None
-            fresh: list[Any] = list(dict.fromkeys(compress(flat, map(is_, ids, repeat(None)))))
+            missing = list(compress(flat, map(is_, ids, repeat(None))))
+            fresh: list[Any] = list(dict.fromkeys(missing))
             if not self._valid_new(fresh):
                 return None
             free = self.free
@@ -316,7 +317,16 @@ class Dictionary:
             self.refs.extend(repeat(0, len(fresh) - reuse))
             self._ids.update(zip(fresh, new, strict=True))
             self.assigned.extend(new)
-            ids = list(map(ids_get, flat))
+            # the ids of the values that had none: when each came once (a column of new
+            # documents, say) they are the new ids in order, else looked up (only those)
+            filled: list[int | None] = (
+                list(new) if len(fresh) == len(missing) else list(map(ids_get, missing))
+            )
+            if len(missing) == len(ids):
+                ids = filled
+            else:
+                it = iter(filled)
+                ids = [next(it) if i is None else i for i in ids]
         if flat_ids is not None:
             flat_ids.append(ids)  # type: ignore[arg-type]
         return set(zip(*[iter(ids)] * arity, strict=True))
@@ -330,10 +340,9 @@ class Dictionary:
         if len(strings) == len(fresh):
             return True
         entities = [v for v in fresh if type(v) is EntityRef]
-        parts = list(chain.from_iterable(entities))
         return (
-            {*map(type, parts)} <= {str}
-            and max(map(len, parts)) <= MAX_STRING_BYTES
+            {*map(type, chain.from_iterable(entities))} <= {str}
+            and max(map(len, chain.from_iterable(entities))) <= MAX_STRING_BYTES
             and "" not in map(_TYPE_OF, entities)
         )
 

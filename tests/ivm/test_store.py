@@ -75,7 +75,9 @@ def check_relation(rel: Relation, expected: set[tuple[int, ...]]) -> None:
         for key, rows in groups.items():
             assert sorted(idx.full_rows(key)) == sorted(rows), f"group {key} of {cols}"
             group = idx.map[key]
-            assert type(group) in (list, set)
+            assert type(group) in (tuple, list, set)
+            if type(group) is tuple:  # a group of one item may be a 1-tuple, never more
+                assert len(group) == 1
             if type(group) is list:  # beyond the limit a group must be a set
                 assert len(group) <= idx.limit
 

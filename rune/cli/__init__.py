@@ -9,7 +9,8 @@
 - ``rune topics create|list``: the Kafka topics, ``topics.py``
 - ``rune bundle build``: bundles from source files, ``bundle.py``
 - ``rune test``: policy test files, ``policytest.py``
-- ``rune produce`` / ``rune consume``: RUNE's topics from the shell, ``topicio.py``
+- ``rune produce`` / ``rune consume``: RUNE's topics from the shell, ``produce.py`` and
+  ``consume.py`` (their shared options in ``client_options.py``)
 - ``rune validate``: SpiceDB validation files and OpenFGA test files, ``validate.py``
 - ``rune version``
 """
@@ -24,10 +25,11 @@ from rune.cli.bench import benchmark
 from rune.cli.bundle import bundle
 from rune.cli.check import check, explain
 from rune.cli.config import config
+from rune.cli.consume import consume
 from rune.cli.policytest import test
+from rune.cli.produce import produce
 from rune.cli.run import run
 from rune.cli.serve import serve
-from rune.cli.topicio import consume, produce
 from rune.cli.topics import topics
 from rune.cli.validate import validate
 

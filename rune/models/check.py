@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from rune.ivm.explain import Absence, Derivation
-from rune.models.compile import META, RELATIONSHIP, SUBJECT
 from rune.models.errors import RelationshipError
+from rune.models.names import META, RELATIONSHIP, SUBJECT
 from rune.models.tuples import Subject, parse_object, parse_subject
 from rune.policies.lookup import decode_cursor, encode_cursor
 from rune.policies.views import Views

@@ -33,16 +33,18 @@ ancestry) and everything they read are materialized; the others (usually the per
 materializes every relation (for the changefeed). The program also states its model as facts
 ``zanzibar_relation(Type, Relation, DatalogName, Mode)`` (``Mode``: ``monotone`` or ``exact``),
 which :mod:`rune.models.check` reads.
+
+The stages: :mod:`rune.models.prepare` names and checks the relations and works out their
+wildcard modes; this module writes each relation's rules (with the term algebra of
+:mod:`rune.models.terms`), decides what is materialized and assembles the program text.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Literal
 
-from rune.models.errors import ModelValidationError
 from rune.models.ir import (
     Arrow,
     Computed,
@@ -51,9 +53,26 @@ from rune.models.ir import (
     Intersection,
     Model,
     Nil,
-    Relation,
     This,
     Union,
+)
+from rune.models.names import META, OBJECT, RELATIONSHIP, SUBJECT, datalog_name
+from rune.models.prepare import Prepared, RelationToCompile
+from rune.models.terms import (
+    EMPTY,
+    STAR,
+    Alt,
+    Atom,
+    Cmp,
+    Const,
+    Lit,
+    Term,
+    Var,
+    order_body,
+    quote,
+    subst,
+    subst_term,
+    unify,
 )
 
 __all__ = [
@@ -65,125 +84,8 @@ __all__ = [
     "datalog_name",
 ]
 
-RELATIONSHIP: Final = "relationship"
-SUBJECT: Final = "zanzibar_subject"
-OBJECT: Final = "zanzibar_object"
-META: Final = "zanzibar_relation"
-_SAFE: Final = re.compile(r"[A-Za-z0-9_]")
-
-
-def _mangle(name: str) -> str:
-    out = "".join(c if _SAFE.match(c) else ("_" if c == "/" else f"_{ord(c):x}_") for c in name)
-    return out if re.match(r"[a-z]", out) else "t_" + out
-
-
-def datalog_name(type_name: str, relation: str) -> str:
-    """The Datalog relation of ``type_name#relation``: ``document__view``; ``/`` of a prefixed
-    name becomes ``_``, other characters outside ``[A-Za-z0-9_]`` ``_<hex>_``."""
-    return f"{_mangle(type_name)}__{_mangle(relation)}"
-
-
-# -- terms and literals ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Var:
-    name: str
-
-    def __str__(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True, slots=True)
-class _Const:
-    value: str
-
-    def __str__(self) -> str:
-        import orjson
-
-        return orjson.dumps(self.value).decode()
-
-
-_Term = _Var | _Const
-_Subj = tuple[_Term, _Term, _Term]
-
-
-@dataclass(frozen=True, slots=True)
-class _Atom:
-    rel: str
-    args: tuple[_Term, ...]
-    neg: bool = False
-
-    def __str__(self) -> str:
-        return ("!" if self.neg else "") + f"{self.rel}({', '.join(map(str, self.args))})"
-
-
-@dataclass(frozen=True, slots=True)
-class _Cmp:
-    left: _Term
-    op: str
-    right: _Term
-
-    def __str__(self) -> str:
-        return f"{self.left} {self.op} {self.right}"
-
-
-_Lit = _Atom | _Cmp
-
-
-def _subst_term(t: _Term, s: dict[str, _Term]) -> _Term:
-    while isinstance(t, _Var) and t.name in s:
-        t = s[t.name]
-    return t
-
-
-def _subst(lit: _Lit, s: dict[str, _Term]) -> _Lit:
-    if isinstance(lit, _Atom):
-        return _Atom(lit.rel, tuple(_subst_term(a, s) for a in lit.args), lit.neg)
-    return _Cmp(_subst_term(lit.left, s), lit.op, _subst_term(lit.right, s))
-
-
-def _unify(pairs: Iterable[tuple[_Term, _Term]]) -> dict[str, _Term] | None:
-    s: dict[str, _Term] = {}
-    for a, b in pairs:
-        a, b = _subst_term(a, s), _subst_term(b, s)
-        if a == b:
-            continue
-        if isinstance(a, _Var):
-            s[a.name] = b
-        elif isinstance(b, _Var):
-            s[b.name] = a
-        else:
-            return None
-    return s
-
-
-@dataclass(frozen=True, slots=True)
-class _Alt:
-    """One way an expression holds: a rule body and the subject it yields (``subj``), or,
-    for a *wild* alternative, that it holds for every plain subject of type ``wild``."""
-
-    body: tuple[_Lit, ...]
-    subj: _Subj | None = None
-    wild: str | None = None
-
-
-_T, _I, _R = _Var("T"), _Var("I"), _Var("R")
-_EMPTY, _STAR = _Const(""), _Const("*")
-_OBJ = _Var("O")
-
-
-@dataclass(slots=True)
-class _Rel:
-    """A relation to compile: a model relation, or a helper for a compound subtrahend."""
-
-    type: str
-    name: str
-    dl: str
-    expr: Expr
-    owner: Relation
-    """Whose relationships ``This`` reads."""
-    comment: str
+_T, _I, _R = Var("T"), Var("I"), Var("R")
+_OBJ = Var("O")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,264 +112,80 @@ class CompiledModel:
 
 
 class _Compiler:
+    """Writes the rules of a prepared model, and the program around them."""
+
     def __init__(
         self, model: Model, materialize: Literal["auto", "all"], userset_self: bool
     ) -> None:
         self.model = model
         self.userset_self = userset_self
         self.materialize = materialize
-        self.rels: dict[str, _Rel] = {}
-        self.names: dict[tuple[str, str], str] = {}
-        self.wild: dict[str, frozenset[str]] = {}
-        self.exact: set[str] = set()
+        self.prepared = Prepared(model)
+        self.rels = self.prepared.rels
+        self.names = self.prepared.names
+        self.wild = self.prepared.wild
+        self.exact = self.prepared.exact
         self.fresh = 0
-
-    # -- checks and helpers ------------------------------------------------------------
-
-    def prepare(self) -> None:
-        taken: dict[str, str] = {}
-        for t in self.model.types.values():
-            for r in t.relations.values():
-                dl = datalog_name(t.name, r.name)
-                if dl in taken:
-                    raise ModelValidationError(
-                        f"{t.name}#{r.name} and {taken[dl]} have the same Datalog name {dl!r}",
-                        r.line,
-                        r.column,
-                    )
-                taken[dl] = f"{t.name}#{r.name}"
-                self.names[(t.name, r.name)] = dl
-        for t in self.model.types.values():
-            for r in t.relations.values():
-                self.validate(t.name, r)
-        for t in self.model.types.values():
-            for r in t.relations.values():
-                dl = self.names[(t.name, r.name)]
-                expr = self.hoist(t.name, r, r.expr, dl, [0], taken)
-                comment = r.source or f"{t.name}#{r.name}"
-                self.rels[dl] = _Rel(t.name, r.name, dl, expr, r, comment)
-
-    def hoist(
-        self, tname: str, owner: Relation, e: Expr, dl: str, k: list[int], taken: dict[str, str]
-    ) -> Expr:
-        """Give every compound subtrahend of an exclusion a helper relation."""
-        if isinstance(e, Union | Intersection):
-            kids = tuple(self.hoist(tname, owner, c, dl, k, taken) for c in e.children)
-            return Union(kids) if isinstance(e, Union) else Intersection(kids)
-        if isinstance(e, Exclusion):
-            base = self.hoist(tname, owner, e.base, dl, k, taken)
-            sub = self.hoist(tname, owner, e.subtract, dl, k, taken)
-            if not isinstance(sub, Computed):
-                k[0] += 1
-                name = f"{owner.name}__{k[0]}"
-                hdl = f"{dl}__{k[0]}"
-                if hdl in taken:
-                    raise ModelValidationError(
-                        f"helper relation {hdl!r} collides with {taken[hdl]}"
-                    )
-                taken[hdl] = f"{tname}#{name}"
-                self.names[(tname, name)] = hdl
-                self.rels[hdl] = _Rel(
-                    tname, name, hdl, sub, owner, f"helper: the subtrahend of {tname}#{owner.name}"
-                )
-                sub = Computed(name)
-            return Exclusion(base, sub)
-        return e
-
-    def validate(self, tname: str, r: Relation) -> None:
-        model = self.model
-        for st in r.types:
-            target = model.types.get(st.type)
-            if target is None:
-                raise ModelValidationError(
-                    f"{tname}#{r.name}: unknown subject type {st.type!r}", r.line, r.column
-                )
-            if st.relation and st.relation not in target.relations:
-                raise ModelValidationError(
-                    f"{tname}#{r.name}: {st.type!r} has no relation {st.relation!r}",
-                    r.line,
-                    r.column,
-                )
-
-        def walk(e: Expr) -> None:
-            if isinstance(e, Computed):
-                if model.relation(tname, e.relation) is None:
-                    raise ModelValidationError(
-                        f"{tname}#{r.name}: {tname!r} has no relation or permission {e.relation!r}",
-                        e.line or r.line,
-                        e.column or r.column,
-                    )
-            elif isinstance(e, Arrow):
-                ts = model.relation(tname, e.tupleset)
-                if ts is None:
-                    raise ModelValidationError(
-                        f"{tname}#{r.name}: {tname!r} has no relation {e.tupleset!r}",
-                        e.line or r.line,
-                        e.column or r.column,
-                    )
-                if ts.permission or not isinstance(ts.expr, This):
-                    raise ModelValidationError(
-                        f"{tname}#{r.name}: the arrow's {e.tupleset!r} must be a relation "
-                        "with direct subject types only",
-                        e.line or r.line,
-                        e.column or r.column,
-                    )
-                if not any(
-                    model.relation(st.type, e.relation) is not None
-                    for st in ts.types
-                    if not st.wildcard
-                ):
-                    raise ModelValidationError(
-                        f"{tname}#{r.name}: no subject type of {e.tupleset!r} has {e.relation!r}",
-                        e.line or r.line,
-                        e.column or r.column,
-                    )
-            elif isinstance(e, This):
-                if r.permission or not r.types:
-                    raise ModelValidationError(
-                        f"{tname}#{r.name}: direct relationships need subject types",
-                        r.line,
-                        r.column,
-                    )
-            elif isinstance(e, Union | Intersection):
-                for c in e.children:
-                    walk(c)
-            elif isinstance(e, Exclusion):
-                walk(e.base)
-                walk(e.subtract)
-
-        walk(r.expr)
-
-    # -- analysis ------------------------------------------------------------------------
-
-    def tupleset_targets(self, tname: str, e: Arrow) -> list[tuple[str, str | None, str]]:
-        ts = self.model.relation(tname, e.tupleset)
-        assert ts is not None
-        out = []
-        for st in ts.types:
-            if not st.wildcard and (st.type, e.relation) in self.names:
-                out.append((st.type, st.relation, self.names[(st.type, e.relation)]))
-        return out
-
-    def wild_of(self, rel: _Rel, e: Expr) -> frozenset[str]:
-        if isinstance(e, This):
-            out = {st.type for st in rel.owner.types if st.wildcard}
-            for st in rel.owner.types:
-                if st.relation:
-                    out |= self.wild.get(self.names[(st.type, st.relation)], frozenset())
-            return frozenset(out)
-        if isinstance(e, Computed):
-            return self.wild.get(self.names[(rel.type, e.relation)], frozenset())
-        if isinstance(e, Arrow):
-            acc: frozenset[str] = frozenset()
-            for _, _, dl in self.tupleset_targets(rel.type, e):
-                acc |= self.wild.get(dl, frozenset())
-            return acc
-        if isinstance(e, Union):
-            acc = frozenset()
-            for c in e.children:
-                acc |= self.wild_of(rel, c)
-            return acc
-        if isinstance(e, Intersection):
-            sets = [self.wild_of(rel, c) for c in e.children]
-            return frozenset.intersection(*sets) if sets else frozenset()
-        if isinstance(e, Exclusion):
-            return self.wild_of(rel, e.base)
-        return frozenset()
-
-    def exact_of(self, rel: _Rel, e: Expr) -> bool:
-        if isinstance(e, This):
-            return any(
-                self.names[(st.type, st.relation)] in self.exact
-                for st in rel.owner.types
-                if st.relation
-            )
-        if isinstance(e, Computed):
-            return self.names[(rel.type, e.relation)] in self.exact
-        if isinstance(e, Arrow):
-            return any(dl in self.exact for _, _, dl in self.tupleset_targets(rel.type, e))
-        if isinstance(e, Union | Intersection):
-            return any(self.exact_of(rel, c) for c in e.children)
-        if isinstance(e, Exclusion):
-            return bool(self.wild_of(rel, e.base)) or self.exact_of(rel, e.base)
-        return False
-
-    def analyse(self) -> None:
-        changed = True
-        while changed:
-            changed = False
-            for dl, rel in self.rels.items():
-                w = self.wild_of(rel, rel.expr)
-                if w != self.wild.get(dl, frozenset()):
-                    self.wild[dl] = w
-                    changed = True
-        changed = True
-        while changed:
-            changed = False
-            for dl, rel in self.rels.items():
-                if dl not in self.exact and self.exact_of(rel, rel.expr):
-                    self.exact.add(dl)
-                    changed = True
 
     # -- alternatives --------------------------------------------------------------------
 
-    def var(self, prefix: str) -> _Var:
+    def var(self, prefix: str) -> Var:
         self.fresh += 1
-        return _Var(f"{prefix}{self.fresh}")
+        return Var(f"{prefix}{self.fresh}")
 
-    def access(self, dl: str, obj: _Term, exact: bool) -> list[_Alt]:
-        alts = [_Alt((_Atom(dl, (obj, _T, _I, _R)),), (_T, _I, _R))]
+    def access(self, dl: str, obj: Term, exact: bool) -> list[Alt]:
+        alts = [Alt((Atom(dl, (obj, _T, _I, _R)),), (_T, _I, _R))]
         if dl in self.exact:
             return alts
         for w in sorted(self.wild.get(dl, ())):
-            atom = _Atom(dl, (obj, _Const(w), _STAR, _EMPTY))
+            atom = Atom(dl, (obj, Const(w), STAR, EMPTY))
             if exact:
-                alts.append(_Alt((atom, _Atom(SUBJECT, (_Const(w), _I))), (_Const(w), _I, _EMPTY)))
+                alts.append(Alt((atom, Atom(SUBJECT, (Const(w), _I))), (Const(w), _I, EMPTY)))
             else:
-                alts.append(_Alt((atom,), wild=w))
+                alts.append(Alt((atom,), wild=w))
         return alts
 
-    def direct_alts(self, rel: _Rel, obj: _Term, exact: bool) -> list[_Alt]:
+    def direct_alts(self, rel: RelationToCompile, obj: Term, exact: bool) -> list[Alt]:
         """The alternatives of a relation's directly related subjects (``[user, group#member,
         user:*]``)."""
         tname = rel.type
-        out: list[_Alt] = []
+        out: list[Alt] = []
         owner = rel.owner
         for st in owner.types:
-            u = _Const(st.type)
-            base = (_Const(tname), obj, _Const(owner.name), u)
+            u = Const(st.type)
+            base = (Const(tname), obj, Const(owner.name), u)
             if st.wildcard:
-                tup = _Atom(RELATIONSHIP, (*base, _STAR, _EMPTY))
+                tup = Atom(RELATIONSHIP, (*base, STAR, EMPTY))
                 if exact:
-                    out.append(_Alt((tup, _Atom(SUBJECT, (u, _I))), (u, _I, _EMPTY)))
+                    out.append(Alt((tup, Atom(SUBJECT, (u, _I))), (u, _I, EMPTY)))
                 else:
-                    out.append(_Alt((tup,), (u, _STAR, _EMPTY)))
-                    out.append(_Alt((tup,), wild=st.type))
+                    out.append(Alt((tup,), (u, STAR, EMPTY)))
+                    out.append(Alt((tup,), wild=st.type))
             elif st.relation is None:
-                tup = _Atom(RELATIONSHIP, (*base, _I, _EMPTY))
-                out.append(_Alt((tup, _Cmp(_I, "!=", _STAR)), (u, _I, _EMPTY)))
+                tup = Atom(RELATIONSHIP, (*base, _I, EMPTY))
+                out.append(Alt((tup, Cmp(_I, "!=", STAR)), (u, _I, EMPTY)))
             else:
                 g = self.var("G")
-                tup = _Atom(RELATIONSHIP, (*base, g, _Const(st.relation)))
-                out.append(_Alt((tup,), (u, g, _Const(st.relation))))
+                tup = Atom(RELATIONSHIP, (*base, g, Const(st.relation)))
+                out.append(Alt((tup,), (u, g, Const(st.relation))))
                 for a in self.access(self.names[(st.type, st.relation)], g, exact):
-                    out.append(_Alt((tup, *a.body), a.subj, a.wild))
+                    out.append(Alt((tup, *a.body), a.subj, a.wild))
         return out
 
-    def arrow_alts(self, tname: str, e: Arrow, obj: _Term, exact: bool) -> list[_Alt]:
+    def arrow_alts(self, tname: str, e: Arrow, obj: Term, exact: bool) -> list[Alt]:
         """The alternatives of ``tupleset->relation``: through each target of the tupleset."""
-        out: list[_Alt] = []
-        for utype, urel, dl in self.tupleset_targets(tname, e):
+        out: list[Alt] = []
+        for utype, urel, dl in self.prepared.tupleset_targets(tname, e):
             f = self.var("F")
-            tup = _Atom(
+            tup = Atom(
                 RELATIONSHIP,
-                (_Const(tname), obj, _Const(e.tupleset), _Const(utype), f, _Const(urel or "")),
+                (Const(tname), obj, Const(e.tupleset), Const(utype), f, Const(urel or "")),
             )
             for a in self.access(dl, f, exact):
-                out.append(_Alt((tup, *a.body), a.subj, a.wild))
+                out.append(Alt((tup, *a.body), a.subj, a.wild))
         return out
 
-    def alts(self, rel: _Rel, e: Expr, obj: _Term, exact: bool) -> list[_Alt]:
+    def alts(self, rel: RelationToCompile, e: Expr, obj: Term, exact: bool) -> list[Alt]:
         tname = rel.type
         if isinstance(e, Nil):
             return []
@@ -480,7 +198,7 @@ class _Compiler:
         if isinstance(e, Union):
             return [a for c in e.children for a in self.alts(rel, c, obj, exact)]
         if isinstance(e, Intersection):
-            combos: list[list[_Alt]] = [[]]
+            combos: list[list[Alt]] = [[]]
             for c in e.children:
                 options = self.alts(rel, c, obj, exact)
                 combos = [[*combo, a] for combo in combos for a in options]
@@ -498,22 +216,22 @@ class _Compiler:
                 if a.subj is None:
                     continue  # a wild base only occurs in exact relations, expanded there
                 t, i, r = a.subj
-                negs: list[_Lit] = [_Atom(sub, (obj, t, i, r), neg=True)]
-                if sub not in self.exact and self.wild.get(sub) and i != _STAR:
-                    negs.append(_Atom(sub, (obj, t, _STAR, r), neg=True))
-                out.append(_Alt((*a.body, *negs), a.subj))
+                negs: list[Lit] = [Atom(sub, (obj, t, i, r), neg=True)]
+                if sub not in self.exact and self.wild.get(sub) and i != STAR:
+                    negs.append(Atom(sub, (obj, t, STAR, r), neg=True))
+                out.append(Alt((*a.body, *negs), a.subj))
             return out
         raise AssertionError(e)
 
-    def meet(self, combo: list[_Alt]) -> _Alt | None:
+    def meet(self, combo: list[Alt]) -> Alt | None:
         wilds = {a.wild for a in combo if a.wild is not None}
         if len(wilds) > 1:
             return None
         explicit = [a for a in combo if a.subj is not None]
         body = [lit for a in combo for lit in a.body]
         if not explicit:
-            return _Alt(tuple(body), wild=wilds.pop())
-        pairs: list[tuple[_Term, _Term]] = []
+            return Alt(tuple(body), wild=wilds.pop())
+        pairs: list[tuple[Term, Term]] = []
         first = explicit[0].subj
         assert first is not None
         for a in explicit[1:]:
@@ -521,37 +239,35 @@ class _Compiler:
             pairs += list(zip(first, a.subj, strict=True))
         if wilds:
             w = next(iter(wilds))
-            pairs += [(first[0], _Const(w)), (first[2], _EMPTY)]
-        s = _unify(pairs)
+            pairs += [(first[0], Const(w)), (first[2], EMPTY)]
+        s = unify(pairs)
         if s is None:
             return None
-        subj = (_subst_term(first[0], s), _subst_term(first[1], s), _subst_term(first[2], s))
-        lits: list[_Lit] = []
+        subj = (subst_term(first[0], s), subst_term(first[1], s), subst_term(first[2], s))
+        lits: list[Lit] = []
         for lit in body:
-            lit = _subst(lit, s)
+            lit = subst(lit, s)
             if lit not in lits:
                 lits.append(lit)
-        return _Alt(tuple(lits), subj)
+        return Alt(tuple(lits), subj)
 
     # -- output --------------------------------------------------------------------------
 
-    def rules(self, rel: _Rel) -> list[str]:
+    def rules(self, rel: RelationToCompile) -> list[str]:
         self.fresh = 0
         exact = rel.dl in self.exact
         out = []
         if self.userset_self and self.model.relation(rel.type, rel.name) is not None:
-            t, r = _Const(rel.type), _Const(rel.name)
+            t, r = Const(rel.type), Const(rel.name)
             out.append(f"{rel.dl}({_OBJ}, {t}, {_OBJ}, {r}) :- {OBJECT}({t}, {_OBJ}).")
         for a in self.alts(rel, rel.expr, _OBJ, exact):
             if a.subj is None:
                 continue
-            body = ", ".join(map(str, _order(a.body)))
+            body = ", ".join(map(str, order_body(a.body)))
             out.append(f"{rel.dl}({_OBJ}, {', '.join(map(str, a.subj))}) :- {body}.")
         return out
 
     def run(self) -> CompiledModel:
-        self.prepare()
-        self.analyse()
         bodies = {dl: self.rules(rel) for dl, rel in self.rels.items()}
         deps = {
             dl: {
@@ -608,9 +324,9 @@ class _Compiler:
             for rname in t.relations:
                 dl = self.names[(tname, rname)]
                 mode = "exact" if dl in self.exact else "monotone"
-                lines.append(f"{META}({_q(tname)}, {_q(rname)}, {_q(dl)}, {_q(mode)}).")
+                lines.append(f"{META}({quote(tname)}, {quote(rname)}, {quote(dl)}, {quote(mode)}).")
         for tname in self.model.types:
-            lines.append(f"zanzibar_type({_q(tname)}).")
+            lines.append(f"zanzibar_type({quote(tname)}).")
         return CompiledModel(
             self.model,
             "\n".join(lines) + "\n",
@@ -620,17 +336,6 @@ class _Compiler:
             frozenset(on_demand),
             frozenset(materialized),
         )
-
-
-def _q(s: str) -> str:
-    return str(_Const(s))
-
-
-def _order(body: tuple[_Lit, ...]) -> list[_Lit]:
-    """Positive atoms first, then comparisons and negations (each after its variables)."""
-    pos = [lit for lit in body if isinstance(lit, _Atom) and not lit.neg]
-    rest = [lit for lit in body if not (isinstance(lit, _Atom) and not lit.neg)]
-    return pos + rest
 
 
 def _recursive(deps: dict[str, set[str]]) -> set[str]:

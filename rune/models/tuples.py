@@ -17,8 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
-from rune.models.compile import RELATIONSHIP
 from rune.models.errors import RelationshipError
+from rune.models.names import RELATIONSHIP
 
 __all__ = [
     "Relationship",

@@ -26,6 +26,7 @@ from operator import itemgetter
 from typing import Any
 
 from rune.ivm.analysis import MAX_ARITY, Analysis, Stratum, is_internal
+from rune.ivm.codegen import define
 from rune.ivm.errors import IterationLimitError
 from rune.ivm.plan import Access, Plan, compile_checks, compile_plan
 from rune.ivm.store import (
@@ -1165,8 +1166,7 @@ def check(values):
     row = ({"".join(f"{v}, " for v in x)})
     return bool({test})
 """
-        exec(compile(src, f"<check {name}>", "exec"), namespace)
-        check: Callable[[Any], bool | None] = namespace["check"]
+        check: Callable[[Any], bool | None] = define(src, "check", f"check {name}", namespace)
         self.checkers[name] = check
         return check
 

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rune.ivm.codegen import Writer, define
 from rune.ivm.store import EMPTY, item_code, key_code
 from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule, Term
 from rune.ivm.values import Dictionary, Value
@@ -97,53 +98,6 @@ _ORDER_FUNCTIONS = {
 }
 
 
-class _Writer:
-    """Lines of a plan function, with loop-invariant probes hoisted out of loops.
-
-    ``bound[var]`` is the line that binds variable ``var`` (and its depth). A probe whose key
-    only uses variables bound before the innermost enclosing loop is computed once, right
-    after its last variable is bound (``probe``), instead of once per iteration.
-    """
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.depth = 1
-        self.bound: dict[str, tuple[int, int]] = {}
-        self.loops: list[int] = []  # line numbers of ``for`` lines
-        self.hoisted = 0
-
-    def line(self, text: str) -> None:
-        self.lines.append("    " * self.depth + text)
-
-    def open(self, text: str) -> None:
-        if text.startswith("for "):
-            self.loops.append(len(self.lines))
-        self.line(text)
-        self.depth += 1
-
-    def bind(self, var: str, text: str) -> None:
-        self.bound[var] = (len(self.lines), self.depth)
-        self.line(text)
-
-    def loop(self, target: str, iterable: str, bound: list[str]) -> None:
-        """``for target in iterable:``, whose target binds the variables ``bound``."""
-        for var in bound:
-            self.bound[var] = (len(self.lines), self.depth + 1)
-        self.open(f"for {target} in {iterable}:")
-
-    def probe(self, call: str, key_vars: list[str]) -> str:
-        """``call`` (a ``.get``), or a name bound to its result outside the loops it is in."""
-        at, depth = max((self.bound[v] for v in key_vars), default=(-1, 1))
-        if not any(loop > at for loop in self.loops):
-            return call
-        name = f"q{self.hoisted}"
-        self.hoisted += 1
-        self.lines.insert(at + 1, "    " * depth + f"{name} = {call}")
-        self.loops = [loop + 1 if loop > at else loop for loop in self.loops]
-        self.bound = {v: (i + 1 if i > at else i, d) for v, (i, d) in self.bound.items()}
-        return name
-
-
 def _no_primary(relation: str) -> tuple[int, ...] | None:
     return None
 
@@ -176,7 +130,7 @@ def compile_plan(
     """
     names: dict[str, str] = {}
     bound_vars: set[str] = set()
-    out = _Writer()
+    out = Writer()
     accesses: list[Access] = []
 
     def var(name: str) -> str:
@@ -340,7 +294,7 @@ def compile_plan(
     body = "\n".join(prologue + out.lines) if out.lines else "    pass"
     code = f"def plan(SRC, OUT, HEAD{views}):\n" + body + "\n" + tail
     namespace: dict[str, Any] = {"EMPTY": EMPTY, "VAL": dictionary.values, "_lt": _lt, "_le": _le}
-    exec(compile(code, f"<plan {rule.head.relation}:{rule.line}>", "exec"), namespace)
+    fn = define(code, "plan", f"plan {rule.head.relation}:{rule.line}", namespace)
     src_rel, src_neg = "", False
     if source is not None:
         lit = rule.body[source]
@@ -353,7 +307,7 @@ def compile_plan(
         source,
         bound,
         tuple(accesses),
-        namespace["plan"],
+        fn,
         code,
         collect,
         cost,
@@ -414,9 +368,8 @@ def compile_checks(plans: list[Plan], dictionary: Dictionary) -> Callable[..., N
     )
     namespace: dict[str, Any] = {"EMPTY": EMPTY, "VAL": dictionary.values, "_lt": _lt, "_le": _le}
     name = plans[0].rule.head.relation if plans else "-"
-    exec(compile(code, f"<checks {name}>", "exec"), namespace)
-    fn: Callable[..., None] = namespace["checks"]
-    return fn
+    checks: Callable[..., None] = define(code, "checks", f"checks {name}", namespace)
+    return checks
 
 
 def _comparison(lit: Comparison, term: Callable[[Term], str]) -> str:

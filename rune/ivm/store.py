@@ -44,6 +44,8 @@ from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import Any
 
+from rune.ivm.codegen import define
+
 __all__ = [
     "EMPTY",
     "Delta",
@@ -210,7 +212,7 @@ def remove(m, rows):
             del m[k]
 """
         namespace: dict[str, Any] = {}
-        exec(compile(src, f"<index {arity}:{cols}>", "exec"), namespace)
+        define(src, "key", f"index {arity}:{cols}", namespace)
         self.key: Callable[[Row], Any] = namespace["key"]
         self.item: Callable[[Row], Any] = namespace["item"]
         self.full: Callable[[Any, Any], Row] = namespace["full"]
@@ -304,8 +306,9 @@ def _builder(
         lines.append("            m[k] = set(g)")
     src = "def build(maps, rows):\n" + "\n".join(lines) + "\n"
     namespace: dict[str, Any] = {"defaultdict": defaultdict}
-    exec(compile(src, f"<build {arity}:{shapes}>", "exec"), namespace)
-    build: Callable[[list[dict[Any, Any]], Iterable[Row]], None] = namespace["build"]
+    build: Callable[[list[dict[Any, Any]], Iterable[Row]], None] = define(
+        src, "build", f"build {arity}:{shapes}", namespace
+    )
     return build
 
 

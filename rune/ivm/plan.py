@@ -42,7 +42,7 @@ from rune.ivm.store import EMPTY, item_code, key_code
 from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule, Term
 from rune.ivm.values import Dictionary, Value
 
-__all__ = ["Access", "Plan", "compile_checks", "compile_plan"]
+__all__ = ["Access", "Plan", "compile_checks", "compile_plan", "no_primary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,8 @@ _ORDER_FUNCTIONS = {
 }
 
 
-def _no_primary(relation: str) -> tuple[int, ...] | None:
+def no_primary(relation: str) -> tuple[int, ...] | None:
+    """The ``primary`` of plans compiled before primaries are chosen: none."""
     return None
 
 
@@ -111,7 +112,7 @@ def compile_plan(
     exists: bool = False,
     collect: bool = False,
     optimize: bool = True,
-    primary: Callable[[str], tuple[int, ...] | None] = _no_primary,
+    primary: Callable[[str], tuple[int, ...] | None] = no_primary,
     estimate: Callable[[str, tuple[int, ...]], float] | None = None,
     probe: Callable[[str, tuple[int, ...]], tuple[int, ...]] | None = None,
 ) -> Plan:

@@ -20,6 +20,7 @@ __all__ = [
     "Rule",
     "Term",
     "Var",
+    "literal_relation",
 ]
 
 
@@ -112,6 +113,13 @@ class Rule:
     @property
     def is_fact(self) -> bool:
         return not self.body
+
+
+def literal_relation(lit: object) -> str | None:
+    """The relation a body literal reads (through its negation), ``None`` for a comparison."""
+    if isinstance(lit, Negation):
+        return lit.atom.relation
+    return lit.relation if isinstance(lit, Atom) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The set-at-a-time path for transitive closures (``evaluate._Closure``) equals the oracle.
+"""The set-at-a-time path for transitive closures (``closure.Closure``) equals the oracle.
 
 A bulk load of a stratum shaped ``p(X, Z) :- p(X, Y), e(Y, Z)`` (either orientation, several
 edge relations, any seed rules) computes reachable sets instead of semi-naive rounds and fills
@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rune.ivm import Engine, evaluate
+from rune.ivm import closure as closure_path
 from rune.ivm.analysis import analyze
 from rune.ivm.parser import parse
 
@@ -65,7 +66,7 @@ EDGES = st.lists(st.tuples(NODES, NODES), max_size=25)
 def test_closure_shapes_are_detected() -> None:
     for source, _, closure in PROGRAMS:
         analysis = analyze(parse(source), ())
-        found = [evaluate._Closure.detect(s) for s in analysis.strata if s.recursive]
+        found = [closure_path.Closure.detect(s) for s in analysis.strata if s.recursive]
         assert (found[0] is not None) == closure, source
 
 
@@ -118,7 +119,7 @@ def test_closure_path_declining_falls_back_to_semi_naive(monkeypatch: object) ->
     import pytest
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
-    monkeypatch.setattr(evaluate, "CLOSURE_MEMO", -(10**9))  # every budget exceeded at once
+    monkeypatch.setattr(closure_path, "CLOSURE_MEMO", -(10**9))  # every budget exceeded at once
     declined: list[bool] = []
     original = evaluate.Materialization._closure
 

@@ -519,7 +519,7 @@ class Engine:
             raise InvalidValueError(f"{verb}: expected a mapping of relation name to rows")
         out: dict[str, set[Row]] = {}
         dictionary = self._dictionary
-        ids_get = dictionary._ids.get
+        ids_get = dictionary.id_of
         for name, rows in facts.items():
             if not isinstance(name, str) or not _RELATION_NAME.match(name):
                 raise InvalidValueError(f"{verb}[{name!r}]: invalid relation name")

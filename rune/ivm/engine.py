@@ -17,7 +17,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from rune.ivm.analysis import MAX_ARITY, Analysis, Stratum, analyze, is_internal
+from rune.ivm.analysis import (
+    MAX_ARITY,
+    Analysis,
+    Stratum,
+    analyze,
+    asserted_name,
+    is_base,
+    is_internal,
+)
 from rune.ivm.errors import ArityError, InvalidValueError, UnknownRelationError
 from rune.ivm.evaluate import Materialization
 from rune.ivm.explain import Absence, Derivation, explain
@@ -787,8 +795,8 @@ class Engine:
         """User-facing relation -> the stored relation holding its asserted facts."""
         out: dict[str, str] = {}
         for name in self._mat.relations:
-            if name.endswith("@base"):
-                out[name[: -len("@base")]] = name
+            if is_base(name):
+                out[asserted_name(name)] = name
             elif not is_internal(name) and name not in self._analysis.rules_by_head:
                 out[name] = name
         return out

@@ -343,7 +343,7 @@ class FactSnapshot:
 
 
 class Engine:
-    """An incrementally maintained Datalog program (dialect v1, DESIGN.md §3).
+    """An incrementally maintained Datalog program (dialect v1, docs/design.md §3).
 
     ``Engine(source)`` compiles the program and materializes it; ``update`` applies a batch
     of base-fact changes and returns the exact net change of every relation that changed.

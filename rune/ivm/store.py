@@ -5,7 +5,7 @@ A :class:`Relation` holds tuples of integer ids. Its indexes (differential dataf
 is built once, shared by every plan that probes it, and kept up to date by
 :meth:`Relation.insert` / :meth:`Relation.remove`.
 
-Layout (DESIGN §6 memory target): a relation of arity 2 or more keeps **no set of rows**.
+Layout (docs/design.md §6 memory target): a relation of arity 2 or more keeps **no set of rows**.
 Every index holds all rows, so one of them, the *primary* index, is the storage: membership
 and iteration go through it. An index does not store row tuples either: ``map[key]`` is the
 group of *items* of the rows with that key, an item being what is left of a row without the

@@ -11,27 +11,25 @@ from __future__ import annotations
 import enum
 import gc
 import re
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from typing import Any, Final
 
-from rune.ivm.analysis import (
-    MAX_ARITY,
-    Analysis,
-    Stratum,
-    analyze,
-    asserted_name,
-    is_base,
-    is_internal,
-)
+from rune.ivm.analysis import MAX_ARITY, Analysis, analyze, is_internal
 from rune.ivm.errors import ArityError, InvalidValueError, UnknownRelationError
 from rune.ivm.evaluate import Materialization
 from rune.ivm.explain import Absence, Derivation, explain
 from rune.ivm.parser import parse
+from rune.ivm.rebuild import (
+    FactSnapshot,
+    asserted_relations,
+    check_arities,
+    replace_changes,
+    restore,
+    take_snapshot,
+)
 from rune.ivm.results import Change, RelationInfo, decode_rows, encoded_change
-from rune.ivm.store import Delta, Row, RowsCopy
-from rune.ivm.syntax import Rule
+from rune.ivm.store import Delta, Row
 from rune.ivm.values import Dictionary, EntityRef, Value, check_value
 
 __all__ = ["SNAPSHOT", "Change", "Engine", "FactSnapshot", "RelationInfo"]
@@ -105,49 +103,6 @@ def _check_new_arity(name: str, arity: int, where: str) -> None:
         )
 
 
-def _as_replace(
-    snapshot: FactSnapshot, kept: dict[str, RowsCopy], mat: Materialization, ids: Any
-) -> tuple[Callable[[Stratum, set[str]], bool], Callable[[str], tuple[int, Iterable[Row]] | None]]:
-    """What ``replace`` would reuse, for :meth:`Materialization.materialize_all`.
-
-    ``replace`` moves a stratum whose rules are those of an old stratum and whose inputs hold
-    the rows they held (asserted relations stored under the same name, relations empty then
-    and now, strata moved, strata recomputed to the same rows), and does not bound it again.
-    Without the old derived rows, a recomputed stratum counts as unchanged only if its rows
-    are those of a relation that was a base relation of the old program (its facts).
-    """
-    analysis = mat.analysis
-    storage = snapshot._storage
-    unchanged = {
-        name
-        for user, name in storage.items()
-        if user in kept and analysis.storage_for_facts(user) == name
-    }
-    held = snapshot._derived | {
-        name for user, name in storage.items() if len(snapshot._facts[user])
-    }
-    old_strata = snapshot._strata
-    rules = analysis.rules_by_head
-
-    def reused(stratum: Stratum, same: set[str]) -> bool:
-        return (frozenset(stratum.rules), stratum.relations) in old_strata and all(
-            r in unchanged
-            or r in same
-            or (r not in rules and not mat.relations[r] and r not in held)
-            for r in mat.stratum_inputs(stratum)
-        )
-
-    def before(name: str) -> tuple[int, Iterable[Row]] | None:
-        if name in snapshot._derived:
-            return None  # derived by the old program: its rows were not copied
-        facts = snapshot._facts.get(name)
-        if facts is None or storage.get(name) != name:
-            return (0, ()) if name not in held else None
-        return len(facts), facts.rows(ids)
-
-    return reused, before
-
-
 def _check_options(max_iterations: object, optimize: object) -> None:
     if max_iterations is not None:
         if type(max_iterations) is not int:
@@ -156,19 +111,6 @@ def _check_options(max_iterations: object, optimize: object) -> None:
             raise ValueError(f"max_iterations must be at least 1, got {max_iterations}")
     if type(optimize) is not bool:
         raise TypeError(f"optimize must be a bool, got {optimize!r}")
-
-
-def _check_arities(analysis: Analysis, stored: Mapping[str, int]) -> None:
-    """Relations holding asserted facts (name -> arity) must keep their arity in ``analysis``."""
-    for user, arity in stored.items():
-        spec = analysis.relations.get(user)
-        if spec is not None and spec.arity != arity:
-            raise ArityError(
-                f"relation {user} holds facts of arity {arity} but the new program uses "
-                f"it with {spec.arity} argument(s)",
-                spec.line,
-                spec.column,
-            )
 
 
 class _Default(enum.Enum):
@@ -185,73 +127,6 @@ class _Discarded:
 
     def __getattr__(self, name: str) -> Any:
         raise RuntimeError("this engine was discarded (replaced by another)")
-
-
-class FactSnapshot:
-    """An immutable copy of what an engine's facts are: asserted facts, values, options.
-
-    Made by :meth:`Engine.snapshot` on the engine's owner thread; read by
-    :meth:`Engine.from_snapshot`, in any thread, any number of times. It shares no mutable
-    object with the engine (facts are copied as encoded groups: one C-level pass per
-    relation; the values themselves, immutable, are shared), so the engine may go on
-    answering and changing meanwhile. Program facts are not part of it (they come with a
-    program), nor are derived tuples (the new program derives its own).
-    """
-
-    __slots__ = (
-        "_constants",
-        "_derived",
-        "_facts",
-        "_max_iterations",
-        "_optimize",
-        "_refs",
-        "_storage",
-        "_strata",
-        "_values",
-    )
-
-    def __init__(
-        self,
-        facts: dict[str, RowsCopy],
-        values: tuple[Value, ...],
-        refs: array[int],
-        constants: frozenset[int],
-        max_iterations: int | None,
-        optimize: bool,
-        program: tuple[
-            dict[str, str], frozenset[str], frozenset[tuple[frozenset[Rule], tuple[str, ...]]]
-        ],
-    ) -> None:
-        self._facts = facts
-        # of the snapshotted program, for what replace would reuse: where each relation's
-        # facts were stored, the relations it derived, its strata (rules, relations)
-        self._storage, self._derived, self._strata = program
-        self._values = values  # the dictionary's, slot per id
-        self._refs = refs
-        self._constants = constants  # the ids the snapshotted program pinned
-        self._max_iterations = max_iterations
-        self._optimize = optimize
-
-    @property
-    def max_iterations(self) -> int | None:
-        """The snapshotted engine's ``max_iterations`` (the default of ``from_snapshot``)."""
-        return self._max_iterations
-
-    @property
-    def optimize(self) -> bool:
-        """The snapshotted engine's ``optimize`` (the default of ``from_snapshot``)."""
-        return self._optimize
-
-    def arities(self) -> dict[str, int]:
-        """Relation -> arity, for every relation that may hold asserted facts (maybe none)."""
-        return {name: rows.arity for name, rows in self._facts.items()}
-
-    def __len__(self) -> int:
-        """Number of asserted facts."""
-        return sum(map(len, self._facts.values()))
-
-    def __repr__(self) -> str:
-        return f"<FactSnapshot of {len(self):,} facts in {len(self._facts)} relation(s)>"
 
 
 class Engine:
@@ -532,7 +407,7 @@ class Engine:
             for user, storage in self._asserted_relations().items()
             if old.relations[storage] or user in analysis.relations
         }
-        _check_arities(
+        check_arities(
             analysis, {user: old.relations[storage].arity for user, storage in asserted.items()}
         )
         dictionary = self._dictionary
@@ -575,18 +450,7 @@ class Engine:
         Then :meth:`from_snapshot` may build the new engine in another thread, any number of
         times; the snapshot does not follow later updates.
         """
-        mat = self._mat
-        storage = self._asserted_relations()
-        facts = {user: mat.relations[name].copy() for user, name in storage.items()}
-        values, refs = self._dictionary.frozen()
-        program = (
-            storage,
-            frozenset(mat.analysis.rules_by_head),
-            frozenset((frozenset(s.rules), s.relations) for s in mat.analysis.strata),
-        )
-        return FactSnapshot(
-            facts, values, refs, mat.constants, self._max_iterations, self._optimize, program
-        )
+        return take_snapshot(self._mat, self._dictionary, self._max_iterations, self._optimize)
 
     @classmethod
     def from_snapshot(
@@ -628,34 +492,12 @@ class Engine:
             optimize = snapshot.optimize
         _check_options(max_iterations, optimize)
         analysis = analyze(parse(source), on_demand)
-        kept = {  # as replace: relations the program does not mention only if they hold facts
-            user: rows
-            for user, rows in snapshot._facts.items()
-            if len(rows) or user in analysis.relations
-        }
-        _check_arities(analysis, {user: rows.arity for user, rows in kept.items()})
         engine = cls.__new__(cls)
         engine._max_iterations = max_iterations
         engine._optimize = optimize
-        # values no fact holds (the snapshotted program's constants only, say) are left out
-        dictionary, canon = Dictionary.restore(
-            snapshot._values, snapshot._refs, snapshot._constants
+        engine._dictionary, engine._mat, engine._arity = restore(
+            snapshot, analysis, max_iterations, optimize, _gc_paused
         )
-        engine._dictionary = dictionary
-        mat = engine._mat = Materialization(analysis, dictionary, optimize=optimize)
-        dictionary.pin(mat.constants)
-        dictionary.assigned.clear()
-        ids = canon.__getitem__
-        mat.cooperative = True  # other threads run meanwhile: no long C-level frees
-        with _gc_paused():
-            for user, facts in kept.items():
-                rows = facts.rows(ids)  # built as the relation's indexes read them
-                mat.relation(analysis.storage_for_facts(user), facts.arity).insert(rows)
-            mat.materialize_all(max_iterations, *_as_replace(snapshot, kept, mat, ids))
-        mat.cooperative = False
-        engine._arity = {
-            user: rows.arity for user, rows in kept.items() if analysis.relations.get(user) is None
-        }
         return engine
 
     def warm(
@@ -688,30 +530,11 @@ class Engine:
     def _replace_changes(
         self, old: Materialization, mat: Materialization, unchanged: set[str]
     ) -> dict[str, Change]:
-        changes: dict[str, Change] = {}
-        era = self._dictionary.era
-        for name in {*old.user_relations(), *mat.user_relations()}:
-            if name in unchanged or old.is_on_demand(name) or mat.is_on_demand(name):
-                continue
-            before = old.relations.get(name)
-            after = mat.relations.get(name)
-            before_rows = set(before) if before is not None else set()
-            after_rows = set(after) if after is not None else set()
-            added = after_rows - before_rows
-            removed = before_rows - after_rows
-            if added or removed:
-                changes[name] = encoded_change(added, removed, era)
-        return changes
+        return replace_changes(old, mat, unchanged, self._dictionary.era)
 
     def _asserted_relations(self) -> dict[str, str]:
         """User-facing relation -> the stored relation holding its asserted facts."""
-        out: dict[str, str] = {}
-        for name in self._mat.relations:
-            if is_base(name):
-                out[asserted_name(name)] = name
-            elif not is_internal(name) and name not in self._analysis.rules_by_head:
-                out[name] = name
-        return out
+        return asserted_relations(self._mat)
 
     # -- reading ---------------------------------------------------------------------------------
 

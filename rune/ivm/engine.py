@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import enum
 import gc
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from typing import Any, Final
 
-from rune.ivm.analysis import MAX_ARITY, Analysis, analyze, is_internal
+from rune.ivm.analysis import Analysis, analyze, is_internal
+from rune.ivm.encoding import Facts, encode_facts, encode_pattern
 from rune.ivm.errors import ArityError, InvalidValueError, UnknownRelationError
 from rune.ivm.evaluate import Materialization
 from rune.ivm.explain import Absence, Derivation, explain
@@ -30,18 +30,10 @@ from rune.ivm.rebuild import (
 )
 from rune.ivm.results import Change, RelationInfo, decode_rows, encoded_change
 from rune.ivm.store import Delta, Row
-from rune.ivm.values import Dictionary, EntityRef, Value, check_value
+from rune.ivm.values import Dictionary, Value, check_value
 
 __all__ = ["SNAPSHOT", "Change", "Engine", "FactSnapshot", "RelationInfo"]
 
-_RELATION_NAME = re.compile(r"[a-z_][A-Za-z0-9_]*\Z")
-
-Facts = Mapping[str, Iterable[Sequence[Value]]]
-
-_KEY_TYPES = frozenset({str, EntityRef})
-
-_FEW_ROWS = 8
-"""Batches of fewer rows per relation are encoded row by row, larger ones in bulk."""
 
 _RECLAIM_BATCH = 256
 """Dead ids are reclaimed (``Dictionary.reclaim``) by batches of at least this many."""
@@ -92,15 +84,6 @@ def _is_large(facts: object) -> bool:
     for rows in facts.values():
         n += len(rows) if isinstance(rows, Sized) else LARGE_BATCH
     return n >= LARGE_BATCH
-
-
-def _check_new_arity(name: str, arity: int, where: str) -> None:
-    """A relation that updates introduce may have at most :data:`MAX_ARITY` columns."""
-    if arity > MAX_ARITY:
-        raise ArityError(
-            f"{where}: relation {name} would have {arity} columns, more than the limit of "
-            f"{MAX_ARITY}"
-        )
 
 
 def _check_options(max_iterations: object, optimize: object) -> None:
@@ -216,9 +199,14 @@ class Engine:
             dictionary.reclaim()  # before encoding: new values reuse the freed ids
         arities: dict[str, int] = {}
         try:
-            removals = self._encode(delete or {}, "delete", arities, lookup_only=True)
+            arity_of, storage_for = self.arity, self._analysis.storage_for_facts
+            removals = encode_facts(
+                delete or {}, "delete", dictionary, arity_of, storage_for, arities, True
+            )
             flats: dict[str, tuple[int, list[int]]] = {}
-            additions = self._encode(insert or {}, "insert", arities, False, flats)
+            additions = encode_facts(
+                insert or {}, "insert", dictionary, arity_of, storage_for, arities, False, flats
+            )
         except BaseException:
             dictionary.rollback()  # the values this batch brought in: no fact holds them
             raise
@@ -296,99 +284,6 @@ class Engine:
             for name in changed
             if not is_internal(name) and (rel := mat.relations[name])
         }
-
-    def _encode(
-        self,
-        facts: Facts,
-        verb: str,
-        arities: dict[str, int],
-        lookup_only: bool,
-        flats: dict[str, tuple[int, list[int]]] | None = None,
-    ) -> dict[str, set[Row]]:
-        """Validate and encode a batch side; keys are storage relations.
-
-        ``flats`` receives, for relations encoded in bulk, the number of rows given and the
-        ids of their values in the order given.
-        """
-        if not isinstance(facts, Mapping):
-            raise InvalidValueError(f"{verb}: expected a mapping of relation name to rows")
-        out: dict[str, set[Row]] = {}
-        dictionary = self._dictionary
-        ids_get = dictionary.id_of
-        for name, rows in facts.items():
-            if not isinstance(name, str) or not _RELATION_NAME.match(name):
-                raise InvalidValueError(f"{verb}[{name!r}]: invalid relation name")
-            arity = self.arity(name)
-            if arity is None:
-                arity = arities.get(name)
-            if isinstance(rows, (str, bytes)) or not isinstance(rows, Iterable):
-                raise InvalidValueError(f"{verb}[{name!r}]: expected an iterable of rows")
-            rows = rows if type(rows) is list else list(rows)  # read an iterator only once
-            fast = None
-            flat: list[list[int]] | None = [] if flats is not None else None
-            if len(rows) < _FEW_ROWS:
-                pass  # row by row is cheaper than the set-up of the bulk path
-            elif arity is None and isinstance(rows[0], (tuple, list)):
-                _check_new_arity(name, len(rows[0]), f"{verb}[{name!r}][0]")
-                fast = dictionary.encode_many(rows, len(rows[0]), lookup_only, flat)
-                if fast is not None:
-                    arities[name] = len(rows[0])
-            elif arity is not None:
-                fast = dictionary.encode_many(rows, arity, lookup_only, flat)
-            if fast is not None:
-                if fast:
-                    storage = self._analysis.storage_for_facts(name)
-                    out[storage] = fast  # (a mapping names a relation once)
-                    if flats is not None and flat:
-                        flats[storage] = (len(rows), flat[-1])
-                continue
-            encoded: set[Row] = set()
-            where = f"{verb}[{name!r}]"
-            for i, row in enumerate(rows):
-                if lookup_only and type(row) in (tuple, list) and len(row) == arity:
-                    # a known str/entity passed the checks when it was first encoded
-                    try:
-                        known = tuple(map(ids_get, row))
-                    except TypeError:  # unhashable: the general path names it
-                        known = (None,)
-                    if None not in known and {*map(type, row)} <= _KEY_TYPES:
-                        encoded.add(known)  # type: ignore[arg-type]
-                        continue
-                if not isinstance(row, (tuple, list)):
-                    raise InvalidValueError(
-                        f"{where}[{i}]: expected a tuple of values, got {type(row).__name__}"
-                    )
-                if arity is None:
-                    _check_new_arity(name, len(row), f"{where}[{i}]")
-                    arity = arities[name] = len(row)
-                elif len(row) != arity:
-                    raise ArityError(
-                        f"{where}[{i}]: relation {name} has arity {arity}, got {len(row)}"
-                    )
-                if lookup_only:
-                    row_ids = self._lookup_row(row, f"{where}[{i}]")
-                    if row_ids is not None:  # else a value never seen: the row cannot be stored
-                        encoded.add(row_ids)
-                else:
-                    try:
-                        encoded.add(dictionary.encode_row(row))
-                    except InvalidValueError as exc:
-                        raise InvalidValueError(f"{where}[{i}]{exc.message}") from None
-            if encoded:
-                out.setdefault(self._analysis.storage_for_facts(name), set()).update(encoded)
-        return out
-
-    def _lookup_row(self, row: Sequence[object], where: str) -> Row | None:
-        ids: list[int] = []
-        for j, value in enumerate(row):
-            try:
-                ident = self._dictionary.lookup(check_value(value))
-            except InvalidValueError as exc:
-                raise InvalidValueError(f"{where}[{j}]: {exc.message}") from None
-            if ident is None:
-                return None
-            ids.append(ident)
-        return tuple(ids)
 
     # -- program changes -----------------------------------------------------------------------
 
@@ -555,26 +450,6 @@ class Engine:
             raise UnknownRelationError(f"unknown relation {relation!r}")
         return arity
 
-    def _encode_row(
-        self, relation: str, values: Sequence[Value | None]
-    ) -> tuple[Row, tuple[int, ...]] | None:
-        """Encode ``values`` (``None`` = unbound); ``None`` if a value was never stored."""
-        arity = self._check_relation(relation)
-        if not isinstance(values, (tuple, list)) or len(values) != arity:
-            raise ArityError(f"relation {relation} has arity {arity}; got {values!r}")
-        ids: list[int] = []
-        cols: list[int] = []
-        for i, value in enumerate(values):
-            if value is None:
-                ids.append(0)
-                continue
-            ident = self._dictionary.lookup(check_value(value))
-            if ident is None:
-                return None
-            ids.append(ident)
-            cols.append(i)
-        return tuple(ids), tuple(cols)
-
     def query(self, relation: str) -> set[tuple[Value, ...]]:
         """Current contents of ``relation`` (on-demand relations are evaluated in full)."""
         self._check_relation(relation)
@@ -591,7 +466,7 @@ class Engine:
             found = check(values)  # the fast path: None when it does not apply
             if found is not None:
                 return found
-        encoded = self._encode_row(relation, values)
+        encoded = encode_pattern(self._dictionary, relation, self._check_relation(relation), values)
         if encoded is None or (
             relation not in self._mat.relations and not self._mat.is_on_demand(relation)
         ):
@@ -607,7 +482,9 @@ class Engine:
         Materialized relations answer from an index on the bound columns (built on first use,
         then maintained); on-demand relations evaluate their rules with those columns bound.
         """
-        encoded = self._encode_row(relation, pattern)
+        encoded = encode_pattern(
+            self._dictionary, relation, self._check_relation(relation), pattern
+        )
         if encoded is None or (
             relation not in self._mat.relations and not self._mat.is_on_demand(relation)
         ):

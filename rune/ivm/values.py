@@ -29,7 +29,7 @@ INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**63 - 1
 
 MAX_IDS: Final = 2**32
-"""Ids must fit in 32 bits: index keys pack several ids into one int (``store.pack``)."""
+"""Ids must fit in 32 bits: index keys pack several ids into one int (``index.pack``)."""
 
 
 class EntityRef(NamedTuple):

@@ -11,9 +11,9 @@ and iteration go through it. An index does not store row tuples either, only the
 the rows grouped by key (see :mod:`rune.ivm.index`). Relations of arity 0 and 1 are a set of
 row tuples.
 
-During an update, plans sometimes need a relation *as it was before* the update. Rather than
-copying, :class:`Delta` records the rows added and removed and the ``Old*View`` classes answer
-lookups on the old version from the new one plus the delta.
+During an update, plans sometimes need a relation *as it was before* the update: a
+:class:`Delta` and the ``Old*View`` classes (:mod:`rune.ivm.delta`) answer from the new
+version plus the change.
 
 Pitfall: never insert into or remove from a relation while a plan iterates one of its indexes
 (a set group changed during iteration raises); plans write into a separate output and the
@@ -29,6 +29,7 @@ from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import Any
 
+from rune.ivm.delta import Delta, OldIndexView, OldRowsView
 from rune.ivm.index import (
     EMPTY,
     GROUP_LIMIT,
@@ -46,7 +47,7 @@ from rune.ivm.index import (
     unpack,
 )
 
-__all__ = [  # with what other modules import from here (from rune.ivm.index)
+__all__ = [  # with what other modules import from here (from rune.ivm.index, rune.ivm.delta)
     "COMPACT_ROWS",
     "EMPTY",
     "EMPTY_MAP",
@@ -514,86 +515,3 @@ class RowsCopy:
         for p, column in zip(cols, key_columns, strict=True):
             columns[p] = chain.from_iterable(map(repeat, column, self.sizes))
         return zip(*(columns[p] for p in range(arity)), strict=True)
-
-
-class Delta:
-    """Net change of one relation during an update: rows added and rows removed."""
-
-    __slots__ = ("_maps", "_signed", "minus", "plus")
-
-    def __init__(self, plus: set[Row] | None = None, minus: set[Row] | None = None) -> None:
-        self.plus: set[Row] = plus if plus is not None else set()
-        self.minus: set[Row] = minus if minus is not None else set()
-        self._maps: dict[tuple[tuple[int, ...], bool], dict[Any, Any]] = {}
-        self._signed: dict[Row, int] | None = None
-
-    def __bool__(self) -> bool:
-        return bool(self.plus or self.minus)
-
-    def signed(self) -> dict[Row, int]:
-        """Rows with weight +1 (added) or -1 (removed), as plans take their source."""
-        if self._signed is None:
-            signed = dict.fromkeys(self.plus, 1)
-            signed.update(dict.fromkeys(self.minus, -1))
-            self._signed = signed
-        return self._signed
-
-    def grouped(self, index: Index, added: bool) -> dict[Any, Any]:
-        """Items of the added (a set per key) or removed (a list per key) rows, by key."""
-        found = self._maps.get((index.cols, added))
-        if found is None:
-            key, item = index.ops.key, index.ops.item
-            found = {}
-            if added:
-                for row in self.plus:
-                    found.setdefault(key(row), set()).add(item(row))
-            else:
-                for row in self.minus:
-                    found.setdefault(key(row), []).append(item(row))
-            self._maps[(index.cols, added)] = found
-        return found
-
-
-class OldIndexView:
-    """``.get(key)`` of an index as it was before ``delta`` (plans only call ``get``)."""
-
-    __slots__ = ("added", "gone", "map")
-
-    def __init__(self, index: Index, delta: Delta) -> None:
-        self.map = index.map
-        self.added = delta.grouped(index, True)
-        self.gone = delta.grouped(index, False)
-
-    def get(self, key: Any, default: Any = EMPTY) -> Iterable[Any]:
-        current = self.map.get(key)
-        gone = self.gone.get(key)
-        added = self.added.get(key)
-        if added is None:
-            if gone is None:
-                return current if current is not None else default
-            return gone if current is None else [*current, *gone]
-        kept = [x for x in current if x not in added] if current is not None else []
-        if gone:
-            kept.extend(gone)
-        return kept
-
-
-class OldRowsView:
-    """Membership and iteration of a relation as it was before ``delta``."""
-
-    __slots__ = ("minus", "plus", "rel")
-
-    def __init__(self, relation: Relation, delta: Delta) -> None:
-        self.rel = relation
-        self.plus = delta.plus
-        self.minus = delta.minus
-
-    def __contains__(self, row: object) -> bool:
-        return (row in self.rel and row not in self.plus) or row in self.minus
-
-    def __iter__(self) -> Iterator[Row]:
-        plus = self.plus
-        for row in self.rel:
-            if row not in plus:
-                yield row
-        yield from self.minus

@@ -5,7 +5,7 @@
     python3 perf/native_proto/bench_build.py /tmp/rune-native
 
 Builds the index maps of the drive workload's relations at scale 1.0 (rows read from the
-loaded engine, in its storage order) with ``store._builder`` and with the Rust
+loaded engine, in its storage order) with ``index.builder`` and with the Rust
 ``rune_ivm_native.build``, twice each (process CPU time), and checks the maps are equal.
 """
 
@@ -26,7 +26,7 @@ def main() -> int:
     import drive
     import rune_ivm_native  # type: ignore[import-not-found]
 
-    from rune.ivm import Engine, store
+    from rune.ivm import Engine, index
 
     gc.disable()
     eng = Engine(drive.drive_program())
@@ -41,15 +41,15 @@ def main() -> int:
     for name, (rows, arity, shapes) in cases.items():
         times: dict[str, list[float]] = {"python": [], "rust": []}
         for impl in ("python", "rust", "python", "rust"):
-            maps = [store.GroupMap() for _ in shapes]
+            maps = [index.GroupMap() for _ in shapes]
             c0 = time.process_time()
             if impl == "python":
-                store._builder(arity, tuple(shapes), store.GROUP_LIMIT)(maps, rows)
+                index.builder(arity, tuple(shapes), index.GROUP_LIMIT)(maps, rows)
             else:
                 rune_ivm_native.build(arity, [list(s) for s in shapes], maps, rows, 64)
             times[impl].append(time.process_time() - c0)
-            ref = [store.GroupMap() for _ in shapes]
-            store._builder(arity, tuple(shapes), store.GROUP_LIMIT)(ref, rows)
+            ref = [index.GroupMap() for _ in shapes]
+            index.builder(arity, tuple(shapes), index.GROUP_LIMIT)(ref, rows)
             for a, b in zip(ref, maps, strict=True):
                 assert a.keys() == b.keys(), name
                 assert all(sorted(a[k]) == sorted(b[k]) for k in a), name

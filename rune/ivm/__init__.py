@@ -2,8 +2,11 @@
 
 Pipeline: :mod:`~rune.ivm.parser` (text -> syntax tree) -> :mod:`~rune.ivm.analysis` (arity,
 safety, stratification) -> :mod:`~rune.ivm.plan` (join orders compiled to Python) ->
-:mod:`~rune.ivm.evaluate` (bulk and incremental evaluation over :mod:`~rune.ivm.store`) ->
-:mod:`~rune.ivm.explain`. :class:`Engine` is the facade.
+:mod:`~rune.ivm.evaluate` (bulk and incremental evaluation over :mod:`~rune.ivm.store`, whose
+relations are kept in :mod:`~rune.ivm.index` indexes and changed by :mod:`~rune.ivm.delta`
+deltas) -> :mod:`~rune.ivm.explain`. :class:`Engine` (:mod:`~rune.ivm.engine`) is the facade:
+it encodes values with :mod:`~rune.ivm.encoding`, hands out :mod:`~rune.ivm.results`, and
+changes programs with :mod:`~rune.ivm.rebuild`.
 """
 
 from rune.ivm.engine import SNAPSHOT, Change, Engine, FactSnapshot, RelationInfo

@@ -26,7 +26,9 @@ __all__ = [
     "RelationSpec",
     "Stratum",
     "analyze",
+    "asserted_name",
     "base_name",
+    "is_base",
     "is_internal",
 ]
 
@@ -34,9 +36,22 @@ MAX_ARITY = 64
 """Most arguments a relation may have (plans and checks are compiled per column count)."""
 
 
+_BASE = "@base"
+
+
 def base_name(relation: str) -> str:
     """Name of the relation holding asserted facts of derived relation ``relation``."""
-    return f"{relation}@base"
+    return relation + _BASE
+
+
+def is_base(relation: str) -> bool:
+    """Whether ``relation`` is a :func:`base_name`: it holds a derived relation's facts."""
+    return relation.endswith(_BASE)
+
+
+def asserted_name(base: str) -> str:
+    """The derived relation whose asserted facts ``base`` holds (inverse of :func:`base_name`)."""
+    return base[: -len(_BASE)]
 
 
 def is_internal(relation: str) -> bool:

@@ -10,32 +10,30 @@ from __future__ import annotations
 
 import enum
 import gc
-import re
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Final
 
-from rune.ivm.analysis import MAX_ARITY, Analysis, Stratum, analyze, is_internal
+from rune.ivm.analysis import Analysis, analyze, is_internal
+from rune.ivm.encoding import Facts, encode_facts, encode_pattern
 from rune.ivm.errors import ArityError, InvalidValueError, UnknownRelationError
 from rune.ivm.evaluate import Materialization
 from rune.ivm.explain import Absence, Derivation, explain
 from rune.ivm.parser import parse
-from rune.ivm.store import Delta, Row, RowsCopy
-from rune.ivm.syntax import Rule
-from rune.ivm.values import Dictionary, EntityRef, Era, Value, check_value
+from rune.ivm.rebuild import (
+    FactSnapshot,
+    asserted_relations,
+    check_arities,
+    replace_changes,
+    restore,
+    take_snapshot,
+)
+from rune.ivm.results import Change, RelationInfo, decode_rows, encoded_change
+from rune.ivm.store import Delta, Row
+from rune.ivm.values import Dictionary, Value, check_value
 
 __all__ = ["SNAPSHOT", "Change", "Engine", "FactSnapshot", "RelationInfo"]
 
-_RELATION_NAME = re.compile(r"[a-z_][A-Za-z0-9_]*\Z")
-
-Facts = Mapping[str, Iterable[Sequence[Value]]]
-
-_KEY_TYPES = frozenset({str, EntityRef})
-
-_FEW_ROWS = 8
-"""Batches of fewer rows per relation are encoded row by row, larger ones in bulk."""
 
 _RECLAIM_BATCH = 256
 """Dead ids are reclaimed (``Dictionary.reclaim``) by batches of at least this many."""
@@ -88,58 +86,6 @@ def _is_large(facts: object) -> bool:
     return n >= LARGE_BATCH
 
 
-def _check_new_arity(name: str, arity: int, where: str) -> None:
-    """A relation that updates introduce may have at most :data:`MAX_ARITY` columns."""
-    if arity > MAX_ARITY:
-        raise ArityError(
-            f"{where}: relation {name} would have {arity} columns, more than the limit of "
-            f"{MAX_ARITY}"
-        )
-
-
-def _as_replace(
-    snapshot: FactSnapshot, kept: dict[str, RowsCopy], mat: Materialization, ids: Any
-) -> tuple[Callable[[Stratum, set[str]], bool], Callable[[str], tuple[int, Iterable[Row]] | None]]:
-    """What ``replace`` would reuse, for :meth:`Materialization.materialize_all`.
-
-    ``replace`` moves a stratum whose rules are those of an old stratum and whose inputs hold
-    the rows they held (asserted relations stored under the same name, relations empty then
-    and now, strata moved, strata recomputed to the same rows), and does not bound it again.
-    Without the old derived rows, a recomputed stratum counts as unchanged only if its rows
-    are those of a relation that was a base relation of the old program (its facts).
-    """
-    analysis = mat.analysis
-    storage = snapshot._storage
-    unchanged = {
-        name
-        for user, name in storage.items()
-        if user in kept and analysis.storage_for_facts(user) == name
-    }
-    held = snapshot._derived | {
-        name for user, name in storage.items() if len(snapshot._facts[user])
-    }
-    old_strata = snapshot._strata
-    rules = analysis.rules_by_head
-
-    def reused(stratum: Stratum, same: set[str]) -> bool:
-        return (frozenset(stratum.rules), stratum.relations) in old_strata and all(
-            r in unchanged
-            or r in same
-            or (r not in rules and not mat.relations[r] and r not in held)
-            for r in mat.stratum_inputs(stratum)
-        )
-
-    def before(name: str) -> tuple[int, Iterable[Row]] | None:
-        if name in snapshot._derived:
-            return None  # derived by the old program: its rows were not copied
-        facts = snapshot._facts.get(name)
-        if facts is None or storage.get(name) != name:
-            return (0, ()) if name not in held else None
-        return len(facts), facts.rows(ids)
-
-    return reused, before
-
-
 def _check_options(max_iterations: object, optimize: object) -> None:
     if max_iterations is not None:
         if type(max_iterations) is not int:
@@ -148,107 +94,6 @@ def _check_options(max_iterations: object, optimize: object) -> None:
             raise ValueError(f"max_iterations must be at least 1, got {max_iterations}")
     if type(optimize) is not bool:
         raise TypeError(f"optimize must be a bool, got {optimize!r}")
-
-
-def _check_arities(analysis: Analysis, stored: Mapping[str, int]) -> None:
-    """Relations holding asserted facts (name -> arity) must keep their arity in ``analysis``."""
-    for user, arity in stored.items():
-        spec = analysis.relations.get(user)
-        if spec is not None and spec.arity != arity:
-            raise ArityError(
-                f"relation {user} holds facts of arity {arity} but the new program uses "
-                f"it with {spec.arity} argument(s)",
-                spec.line,
-                spec.column,
-            )
-
-
-def decode_rows(rows: Iterable[Row], values: list[Value]) -> frozenset[tuple[Value, ...]]:
-    """Value tuples of encoded rows (``values`` is the dictionary's id -> value list)."""
-    return frozenset(tuple([values[i] for i in row]) for row in rows)
-
-
-class Change:
-    """Exact net change of one relation: rows that appeared and rows that disappeared.
-
-    ``added`` and ``removed`` are frozensets of value tuples, decoded on first access (a bulk
-    load changes millions of rows that most callers never look at). Decoding reads the ids as
-    they stood when the change was made, whatever updates ran since (ids of values no fact
-    holds any more are reused; the change's :class:`~rune.ivm.values.Era` keeps what they
-    meant). Pitfall: an undecoded change held across many updates keeps the values freed
-    since (bounded, see ``values.ERA_KEEP``); read or drop changes promptly.
-    """
-
-    __slots__ = ("_added", "_era", "_minus", "_plus", "_removed")
-
-    def __init__(
-        self,
-        added: frozenset[tuple[Value, ...]] = frozenset(),
-        removed: frozenset[tuple[Value, ...]] = frozenset(),
-    ) -> None:
-        self._added: frozenset[tuple[Value, ...]] | None = frozenset(added)
-        self._removed: frozenset[tuple[Value, ...]] | None = frozenset(removed)
-        self._plus: Iterable[Row] = ()
-        self._minus: Iterable[Row] = ()
-        self._era: Era | None = None
-
-    @classmethod
-    def _encoded(cls, plus: Iterable[Row], minus: Iterable[Row], era: Era) -> Change:
-        change = cls()
-        change._added = change._removed = None
-        change._plus, change._minus, change._era = plus, minus, era
-        return change
-
-    def _decode(self, rows: Iterable[Row]) -> frozenset[tuple[Value, ...]]:
-        era = self._era
-        assert era is not None
-        if era.next is None:  # no id freed since this change was made
-            return decode_rows(rows, era.values)
-        decode = era.decoder()
-        return frozenset(tuple(map(decode, row)) for row in rows)
-
-    @property
-    def added(self) -> frozenset[tuple[Value, ...]]:
-        if self._added is None:
-            self._added = self._decode(self._plus)
-            self._plus = ()  # let go of the encoded rows (a relation snapshot, maybe)
-            if self._removed is not None:
-                self._era = None  # and of the era (the values it may keep)
-        return self._added
-
-    @property
-    def removed(self) -> frozenset[tuple[Value, ...]]:
-        if self._removed is None:
-            self._removed = self._decode(self._minus)
-            self._minus = ()
-            if self._added is not None:
-                self._era = None
-        return self._removed
-
-    def __len__(self) -> int:
-        """Number of rows added plus removed (without decoding them)."""
-        added = len(self._added) if self._added is not None else len(self._plus)  # type: ignore[arg-type]
-        removed = len(self._removed) if self._removed is not None else len(self._minus)  # type: ignore[arg-type]
-        return added + removed
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Change):
-            return NotImplemented
-        return self.added == other.added and self.removed == other.removed
-
-    def __hash__(self) -> int:
-        return hash((self.added, self.removed))
-
-    def __repr__(self) -> str:
-        return f"Change(added={set(self.added)!r}, removed={set(self.removed)!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class RelationInfo:
-    name: str
-    arity: int
-    kind: str  # "base" | "derived" | "on_demand"
-    size: int | None  # None for on-demand relations (not stored)
 
 
 class _Default(enum.Enum):
@@ -267,75 +112,8 @@ class _Discarded:
         raise RuntimeError("this engine was discarded (replaced by another)")
 
 
-class FactSnapshot:
-    """An immutable copy of what an engine's facts are: asserted facts, values, options.
-
-    Made by :meth:`Engine.snapshot` on the engine's owner thread; read by
-    :meth:`Engine.from_snapshot`, in any thread, any number of times. It shares no mutable
-    object with the engine (facts are copied as encoded groups: one C-level pass per
-    relation; the values themselves, immutable, are shared), so the engine may go on
-    answering and changing meanwhile. Program facts are not part of it (they come with a
-    program), nor are derived tuples (the new program derives its own).
-    """
-
-    __slots__ = (
-        "_constants",
-        "_derived",
-        "_facts",
-        "_max_iterations",
-        "_optimize",
-        "_refs",
-        "_storage",
-        "_strata",
-        "_values",
-    )
-
-    def __init__(
-        self,
-        facts: dict[str, RowsCopy],
-        values: tuple[Value, ...],
-        refs: array[int],
-        constants: frozenset[int],
-        max_iterations: int | None,
-        optimize: bool,
-        program: tuple[
-            dict[str, str], frozenset[str], frozenset[tuple[frozenset[Rule], tuple[str, ...]]]
-        ],
-    ) -> None:
-        self._facts = facts
-        # of the snapshotted program, for what replace would reuse: where each relation's
-        # facts were stored, the relations it derived, its strata (rules, relations)
-        self._storage, self._derived, self._strata = program
-        self._values = values  # the dictionary's, slot per id
-        self._refs = refs
-        self._constants = constants  # the ids the snapshotted program pinned
-        self._max_iterations = max_iterations
-        self._optimize = optimize
-
-    @property
-    def max_iterations(self) -> int | None:
-        """The snapshotted engine's ``max_iterations`` (the default of ``from_snapshot``)."""
-        return self._max_iterations
-
-    @property
-    def optimize(self) -> bool:
-        """The snapshotted engine's ``optimize`` (the default of ``from_snapshot``)."""
-        return self._optimize
-
-    def arities(self) -> dict[str, int]:
-        """Relation -> arity, for every relation that may hold asserted facts (maybe none)."""
-        return {name: rows.arity for name, rows in self._facts.items()}
-
-    def __len__(self) -> int:
-        """Number of asserted facts."""
-        return sum(map(len, self._facts.values()))
-
-    def __repr__(self) -> str:
-        return f"<FactSnapshot of {len(self):,} facts in {len(self._facts)} relation(s)>"
-
-
 class Engine:
-    """An incrementally maintained Datalog program (dialect v1, DESIGN.md §3).
+    """An incrementally maintained Datalog program (dialect v1, docs/design.md §3).
 
     ``Engine(source)`` compiles the program and materializes it; ``update`` applies a batch
     of base-fact changes and returns the exact net change of every relation that changed.
@@ -421,9 +199,14 @@ class Engine:
             dictionary.reclaim()  # before encoding: new values reuse the freed ids
         arities: dict[str, int] = {}
         try:
-            removals = self._encode(delete or {}, "delete", arities, lookup_only=True)
+            arity_of, storage_for = self.arity, self._analysis.storage_for_facts
+            removals = encode_facts(
+                delete or {}, "delete", dictionary, arity_of, storage_for, arities, True
+            )
             flats: dict[str, tuple[int, list[int]]] = {}
-            additions = self._encode(insert or {}, "insert", arities, False, flats)
+            additions = encode_facts(
+                insert or {}, "insert", dictionary, arity_of, storage_for, arities, False, flats
+            )
         except BaseException:
             dictionary.rollback()  # the values this batch brought in: no fact holds them
             raise
@@ -497,103 +280,10 @@ class Engine:
         changed.update(mat.materialize_strata(affected))
         era = self._dictionary.era
         return {
-            name: Change._encoded(rel.snapshot(), (), era)
+            name: encoded_change(rel.snapshot(), (), era)
             for name in changed
             if not is_internal(name) and (rel := mat.relations[name])
         }
-
-    def _encode(
-        self,
-        facts: Facts,
-        verb: str,
-        arities: dict[str, int],
-        lookup_only: bool,
-        flats: dict[str, tuple[int, list[int]]] | None = None,
-    ) -> dict[str, set[Row]]:
-        """Validate and encode a batch side; keys are storage relations.
-
-        ``flats`` receives, for relations encoded in bulk, the number of rows given and the
-        ids of their values in the order given.
-        """
-        if not isinstance(facts, Mapping):
-            raise InvalidValueError(f"{verb}: expected a mapping of relation name to rows")
-        out: dict[str, set[Row]] = {}
-        dictionary = self._dictionary
-        ids_get = dictionary._ids.get
-        for name, rows in facts.items():
-            if not isinstance(name, str) or not _RELATION_NAME.match(name):
-                raise InvalidValueError(f"{verb}[{name!r}]: invalid relation name")
-            arity = self.arity(name)
-            if arity is None:
-                arity = arities.get(name)
-            if isinstance(rows, (str, bytes)) or not isinstance(rows, Iterable):
-                raise InvalidValueError(f"{verb}[{name!r}]: expected an iterable of rows")
-            rows = rows if type(rows) is list else list(rows)  # read an iterator only once
-            fast = None
-            flat: list[list[int]] | None = [] if flats is not None else None
-            if len(rows) < _FEW_ROWS:
-                pass  # row by row is cheaper than the set-up of the bulk path
-            elif arity is None and isinstance(rows[0], (tuple, list)):
-                _check_new_arity(name, len(rows[0]), f"{verb}[{name!r}][0]")
-                fast = dictionary.encode_many(rows, len(rows[0]), lookup_only, flat)
-                if fast is not None:
-                    arities[name] = len(rows[0])
-            elif arity is not None:
-                fast = dictionary.encode_many(rows, arity, lookup_only, flat)
-            if fast is not None:
-                if fast:
-                    storage = self._analysis.storage_for_facts(name)
-                    out[storage] = fast  # (a mapping names a relation once)
-                    if flats is not None and flat:
-                        flats[storage] = (len(rows), flat[-1])
-                continue
-            encoded: set[Row] = set()
-            where = f"{verb}[{name!r}]"
-            for i, row in enumerate(rows):
-                if lookup_only and type(row) in (tuple, list) and len(row) == arity:
-                    # a known str/entity passed the checks when it was first encoded
-                    try:
-                        known = tuple(map(ids_get, row))
-                    except TypeError:  # unhashable: the general path names it
-                        known = (None,)
-                    if None not in known and {*map(type, row)} <= _KEY_TYPES:
-                        encoded.add(known)  # type: ignore[arg-type]
-                        continue
-                if not isinstance(row, (tuple, list)):
-                    raise InvalidValueError(
-                        f"{where}[{i}]: expected a tuple of values, got {type(row).__name__}"
-                    )
-                if arity is None:
-                    _check_new_arity(name, len(row), f"{where}[{i}]")
-                    arity = arities[name] = len(row)
-                elif len(row) != arity:
-                    raise ArityError(
-                        f"{where}[{i}]: relation {name} has arity {arity}, got {len(row)}"
-                    )
-                if lookup_only:
-                    row_ids = self._lookup_row(row, f"{where}[{i}]")
-                    if row_ids is not None:  # else a value never seen: the row cannot be stored
-                        encoded.add(row_ids)
-                else:
-                    try:
-                        encoded.add(dictionary.encode_row(row))
-                    except InvalidValueError as exc:
-                        raise InvalidValueError(f"{where}[{i}]{exc.message}") from None
-            if encoded:
-                out.setdefault(self._analysis.storage_for_facts(name), set()).update(encoded)
-        return out
-
-    def _lookup_row(self, row: Sequence[object], where: str) -> Row | None:
-        ids: list[int] = []
-        for j, value in enumerate(row):
-            try:
-                ident = self._dictionary.lookup(check_value(value))
-            except InvalidValueError as exc:
-                raise InvalidValueError(f"{where}[{j}]: {exc.message}") from None
-            if ident is None:
-                return None
-            ids.append(ident)
-        return tuple(ids)
 
     # -- program changes -----------------------------------------------------------------------
 
@@ -612,7 +302,7 @@ class Engine:
             for user, storage in self._asserted_relations().items()
             if old.relations[storage] or user in analysis.relations
         }
-        _check_arities(
+        check_arities(
             analysis, {user: old.relations[storage].arity for user, storage in asserted.items()}
         )
         dictionary = self._dictionary
@@ -655,18 +345,7 @@ class Engine:
         Then :meth:`from_snapshot` may build the new engine in another thread, any number of
         times; the snapshot does not follow later updates.
         """
-        mat = self._mat
-        storage = self._asserted_relations()
-        facts = {user: mat.relations[name].copy() for user, name in storage.items()}
-        values, refs = self._dictionary.frozen()
-        program = (
-            storage,
-            frozenset(mat.analysis.rules_by_head),
-            frozenset((frozenset(s.rules), s.relations) for s in mat.analysis.strata),
-        )
-        return FactSnapshot(
-            facts, values, refs, mat.constants, self._max_iterations, self._optimize, program
-        )
+        return take_snapshot(self._mat, self._dictionary, self._max_iterations, self._optimize)
 
     @classmethod
     def from_snapshot(
@@ -708,34 +387,12 @@ class Engine:
             optimize = snapshot.optimize
         _check_options(max_iterations, optimize)
         analysis = analyze(parse(source), on_demand)
-        kept = {  # as replace: relations the program does not mention only if they hold facts
-            user: rows
-            for user, rows in snapshot._facts.items()
-            if len(rows) or user in analysis.relations
-        }
-        _check_arities(analysis, {user: rows.arity for user, rows in kept.items()})
         engine = cls.__new__(cls)
         engine._max_iterations = max_iterations
         engine._optimize = optimize
-        # values no fact holds (the snapshotted program's constants only, say) are left out
-        dictionary, canon = Dictionary.restore(
-            snapshot._values, snapshot._refs, snapshot._constants
+        engine._dictionary, engine._mat, engine._arity = restore(
+            snapshot, analysis, max_iterations, optimize, _gc_paused
         )
-        engine._dictionary = dictionary
-        mat = engine._mat = Materialization(analysis, dictionary, optimize=optimize)
-        dictionary.pin(mat.constants)
-        dictionary.assigned.clear()
-        ids = canon.__getitem__
-        mat.cooperative = True  # other threads run meanwhile: no long C-level frees
-        with _gc_paused():
-            for user, facts in kept.items():
-                rows = facts.rows(ids)  # built as the relation's indexes read them
-                mat.relation(analysis.storage_for_facts(user), facts.arity).insert(rows)
-            mat.materialize_all(max_iterations, *_as_replace(snapshot, kept, mat, ids))
-        mat.cooperative = False
-        engine._arity = {
-            user: rows.arity for user, rows in kept.items() if analysis.relations.get(user) is None
-        }
         return engine
 
     def warm(
@@ -768,30 +425,11 @@ class Engine:
     def _replace_changes(
         self, old: Materialization, mat: Materialization, unchanged: set[str]
     ) -> dict[str, Change]:
-        changes: dict[str, Change] = {}
-        era = self._dictionary.era
-        for name in {*old.user_relations(), *mat.user_relations()}:
-            if name in unchanged or old.is_on_demand(name) or mat.is_on_demand(name):
-                continue
-            before = old.relations.get(name)
-            after = mat.relations.get(name)
-            before_rows = set(before) if before is not None else set()
-            after_rows = set(after) if after is not None else set()
-            added = after_rows - before_rows
-            removed = before_rows - after_rows
-            if added or removed:
-                changes[name] = Change._encoded(added, removed, era)
-        return changes
+        return replace_changes(old, mat, unchanged, self._dictionary.era)
 
     def _asserted_relations(self) -> dict[str, str]:
         """User-facing relation -> the stored relation holding its asserted facts."""
-        out: dict[str, str] = {}
-        for name in self._mat.relations:
-            if name.endswith("@base"):
-                out[name[: -len("@base")]] = name
-            elif not is_internal(name) and name not in self._analysis.rules_by_head:
-                out[name] = name
-        return out
+        return asserted_relations(self._mat)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -812,26 +450,6 @@ class Engine:
             raise UnknownRelationError(f"unknown relation {relation!r}")
         return arity
 
-    def _encode_row(
-        self, relation: str, values: Sequence[Value | None]
-    ) -> tuple[Row, tuple[int, ...]] | None:
-        """Encode ``values`` (``None`` = unbound); ``None`` if a value was never stored."""
-        arity = self._check_relation(relation)
-        if not isinstance(values, (tuple, list)) or len(values) != arity:
-            raise ArityError(f"relation {relation} has arity {arity}; got {values!r}")
-        ids: list[int] = []
-        cols: list[int] = []
-        for i, value in enumerate(values):
-            if value is None:
-                ids.append(0)
-                continue
-            ident = self._dictionary.lookup(check_value(value))
-            if ident is None:
-                return None
-            ids.append(ident)
-            cols.append(i)
-        return tuple(ids), tuple(cols)
-
     def query(self, relation: str) -> set[tuple[Value, ...]]:
         """Current contents of ``relation`` (on-demand relations are evaluated in full)."""
         self._check_relation(relation)
@@ -848,7 +466,7 @@ class Engine:
             found = check(values)  # the fast path: None when it does not apply
             if found is not None:
                 return found
-        encoded = self._encode_row(relation, values)
+        encoded = encode_pattern(self._dictionary, relation, self._check_relation(relation), values)
         if encoded is None or (
             relation not in self._mat.relations and not self._mat.is_on_demand(relation)
         ):
@@ -864,7 +482,9 @@ class Engine:
         Materialized relations answer from an index on the bound columns (built on first use,
         then maintained); on-demand relations evaluate their rules with those columns bound.
         """
-        encoded = self._encode_row(relation, pattern)
+        encoded = encode_pattern(
+            self._dictionary, relation, self._check_relation(relation), pattern
+        )
         if encoded is None or (
             relation not in self._mat.relations and not self._mat.is_on_demand(relation)
         ):
@@ -917,7 +537,7 @@ class Engine:
     def _changes(self, deltas: dict[str, Delta]) -> dict[str, Change]:
         era = self._dictionary.era
         return {
-            name: Change._encoded(d.plus, d.minus, era)
+            name: encoded_change(d.plus, d.minus, era)
             for name, d in deltas.items()
             if not is_internal(name) and d
         }

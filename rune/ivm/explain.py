@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rune.ivm.analysis import is_base
 from rune.ivm.errors import DatalogError
 from rune.ivm.store import Row
 from rune.ivm.syntax import Atom, Comparison, Const, Literal, Negation, Rule, Term, Var
@@ -291,7 +292,7 @@ class _Explainer:
         path = path | {(relation, row)}
         for rule in rules:
             body = rule.body
-            if len(body) == 1 and isinstance(body[0], Atom) and body[0].relation.endswith("@base"):
+            if len(body) == 1 and isinstance(body[0], Atom) and is_base(body[0].relation):
                 if mat.contains(body[0].relation, row):
                     return Derivation(relation, values)
                 continue
@@ -330,7 +331,7 @@ class _Explainer:
         out = []
         for rule in self.mat.rules_for(relation):
             body = rule.body
-            if len(body) == 1 and isinstance(body[0], Atom) and body[0].relation.endswith("@base"):
+            if len(body) == 1 and isinstance(body[0], Atom) and is_base(body[0].relation):
                 continue  # "not asserted" is implied by the absence itself
             shown = self.original(rule)
             binding: dict[str, int] = {}

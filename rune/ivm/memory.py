@@ -49,10 +49,10 @@ def measure(mat: Materialization, dictionary: Dictionary) -> dict[str, int]:
                 if idx.arity - len(idx.cols) > 1:  # items are tuples
                     row_bytes += sum(map(getsize, group))
     values = dictionary.values
-    dictionary_bytes = getsize(values) + getsize(dictionary._ids) + getsize(dictionary.refs)
+    dictionary_bytes = getsize(values) + getsize(dictionary.id_map) + getsize(dictionary.refs)
     dictionary_bytes += getsize(dictionary.free) + getsize(dictionary.dead)
     dictionary_bytes += sum(getsize(v) for v in values if v is not FREED)
-    dictionary_bytes += sum(getsize(i) for i in dictionary._ids.values() if i > 256)
+    dictionary_bytes += sum(getsize(i) for i in dictionary.id_map.values() if i > 256)
     total = row_bytes + container_bytes
     return {
         "tuples": tuples,

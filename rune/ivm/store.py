@@ -1,32 +1,19 @@
-"""Storage of encoded tuples: relations, their indexes, and old-version views.
+"""Storage of encoded tuples: relations, snapshots and copies of their rows.
 
-A :class:`Relation` holds tuples of integer ids. Its indexes (differential dataflow's
-*arrangements*) group the rows by the values of some columns; each (relation, columns) index
-is built once, shared by every plan that probes it, and kept up to date by
-:meth:`Relation.insert` / :meth:`Relation.remove`.
+A :class:`Relation` holds tuples of integer ids. Its indexes (:mod:`rune.ivm.index`,
+differential dataflow's *arrangements*) group the rows by the values of some columns; each
+(relation, columns) index is built once, shared by every plan that probes it, and kept up to
+date by :meth:`Relation.insert` / :meth:`Relation.remove`.
 
-Layout (DESIGN §6 memory target): a relation of arity 2 or more keeps **no set of rows**.
+Layout (docs/design.md §6 memory target): a relation of arity 2 or more keeps **no set of rows**.
 Every index holds all rows, so one of them, the *primary* index, is the storage: membership
-and iteration go through it. An index does not store row tuples either: ``map[key]`` is the
-group of *items* of the rows with that key, an item being what is left of a row without the
-key columns (the id itself when one column is left, else a tuple of the remaining ids in
-column order). A key is the id of the one key column, or the ids of several key columns packed
-into one int (:func:`pack`: 32 bits each; the dictionary never hands out more ids). A group of
-one item is a 1-tuple, made when its key appears and dropped when it goes (a second item
-makes it a list): the cyclic GC stops tracking a tuple of ints the first time it looks at
-it, so the most common groups (one folder per document, one parent per folder, one role per
-subject and folder) cost no full collection anything and are 16 bytes smaller than a list.
-Larger groups are lists while small (8 bytes per item; a membership test or removal scans
-at most :data:`GROUP_LIMIT` items) and sets beyond (constant time). Both change in place:
-replacing immutable groups on every change filled the GC's young generation with objects
-its allocation count never saw (one freed for each one made), so a young collection would
-now and then traverse thousands of them inside a single update (2-17 ms). Ids are the
-dictionary's own int objects, so an item costs one pointer. Relations of arity 0 and 1 are a
-set of row tuples.
+and iteration go through it. An index does not store row tuples either, only the *items* of
+the rows grouped by key (see :mod:`rune.ivm.index`). Relations of arity 0 and 1 are a set of
+row tuples.
 
-During an update, plans sometimes need a relation *as it was before* the update. Rather than
-copying, :class:`Delta` records the rows added and removed and the ``Old*View`` classes answer
-lookups on the old version from the new one plus the delta.
+During an update, plans sometimes need a relation *as it was before* the update: a
+:class:`Delta` and the ``Old*View`` classes (:mod:`rune.ivm.delta`) answer from the new
+version plus the change.
 
 Pitfall: never insert into or remove from a relation while a plan iterates one of its indexes
 (a set group changed during iteration raises); plans write into a separate output and the
@@ -37,217 +24,61 @@ from __future__ import annotations
 
 import weakref
 from array import array
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from functools import cache
 from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import Any
 
-from rune.ivm.codegen import define
+from rune.ivm.delta import Delta, OldIndexView, OldRowsView
+from rune.ivm.index import (
+    EMPTY,
+    GROUP_LIMIT,
+    KEY_BITS,
+    KEY_MASK,
+    GroupMap,
+    Index,
+    Row,
+    builder,
+    item_code,
+    item_function,
+    key_code,
+    pack,
+    singleton_or_list,
+    unpack,
+)
 
-__all__ = [
+__all__ = [  # with what other modules import from here (from rune.ivm.index, rune.ivm.delta)
+    "COMPACT_ROWS",
     "EMPTY",
+    "EMPTY_MAP",
+    "EMPTY_ROWS",
+    "GROUP_LIMIT",
     "Delta",
+    "GroupMap",
     "Index",
     "OldIndexView",
     "OldRowsView",
     "Relation",
     "Row",
     "RowsCopy",
+    "Snapshot",
+    "drain",
     "item_code",
     "item_function",
     "key_code",
     "pack",
+    "singleton_or_list",
     "unpack",
 ]
 
-Row = tuple[int, ...]
-EMPTY: tuple[Any, ...] = ()
 EMPTY_MAP: dict[Any, Any] = {}
 EMPTY_ROWS: frozenset[Row] = frozenset()
-
-KEY_BITS = 32
-"""Bits per id in a packed key (ids are below ``2**32``, see ``values.MAX_IDS``)."""
-_MASK = (1 << KEY_BITS) - 1
-
-GROUP_LIMIT = 64
-"""Index groups of up to this many items are lists (1-tuples for one item; membership and
-removal scan at most this many), larger ones sets (constant-time membership, insertion and
-removal)."""
-
-
-def key_code(parts: list[str]) -> str:
-    """Source of the key of an index from the source of its key columns' ids."""
-    if len(parts) == 1:
-        return parts[0]
-    n = len(parts)
-    shifted = [f"{p} << {KEY_BITS * (n - 1 - j)}" for j, p in enumerate(parts[:-1])]
-    return "(" + " | ".join([*shifted, parts[-1]]) + ")"
-
-
-def item_code(parts: list[str]) -> str:
-    """Source of an item (what a group holds) from the source of the non-key columns' ids."""
-    if len(parts) == 1:
-        return parts[0]
-    return "(" + "".join(f"{p}, " for p in parts) + ")"
-
-
-def pack(ids: Iterable[int]) -> int:
-    """The packed key of several ids (what :func:`key_code` computes)."""
-    key = 0
-    for i in ids:
-        key = key << KEY_BITS | i
-    return key
-
-
-def unpack(key: int, n: int) -> tuple[int, ...]:
-    """The ``n`` ids of a key (``n == 1``: the key itself)."""
-    if n == 1:
-        return (key,)
-    return tuple((key >> (KEY_BITS * (n - 1 - j))) & _MASK for j in range(n))
-
-
-class _Ops:
-    """Functions of one index shape (arity, key columns), compiled once per shape."""
-
-    __slots__ = (
-        "absent",
-        "add",
-        "add_new",
-        "contains",
-        "full",
-        "item",
-        "key",
-        "present",
-        "remove",
-        "rows",
-    )
-
-    def __init__(self, arity: int, cols: tuple[int, ...], limit: int) -> None:
-        rest = [p for p in range(arity) if p not in cols]
-        key = key_code([f"r[{c}]" for c in cols])
-        item = item_code([f"r[{p}]" for p in rest])
-        n = len(cols)
-        at: dict[int, str] = {}
-        for j, c in enumerate(cols):
-            at[c] = "k" if n == 1 else f"(k >> {KEY_BITS * (n - 1 - j)} & {_MASK})"
-        for j, p in enumerate(rest):
-            at[p] = "x" if len(rest) == 1 else f"x[{j}]"
-        full = "(" + "".join(f"{at[p]}, " for p in range(arity)) + ")"
-        src = f"""
-def key(r):
-    return {key}
-
-def item(r):
-    return {item}
-
-def full(k, x):
-    return {full}
-
-def rows(m):
-    for k, g in m.items():
-        for x in g:
-            yield {full}
-
-def contains(m, r):
-    g = m.get({key})
-    return g is not None and {item} in g
-
-def present(m, rows):
-    get = m.get
-    return {{r for r in rows if {item} in get({key}, ())}}
-
-def absent(m, rows):
-    get = m.get
-    return {{r for r in rows if {item} not in get({key}, ())}}
-
-def add(m, rows):
-    get = m.get
-    for r in rows:
-        k = {key}
-        g = get(k)
-        if g is None:
-            m[k] = ({item},)
-        elif g.__class__ is list:
-            g.append({item})
-            if len(g) > {limit}:
-                m[k] = set(g)
-        elif g.__class__ is tuple:
-            m[k] = [*g, {item}]
-        else:
-            g.add({item})
-
-def add_new(m, rows):
-    get = m.get
-    new = []
-    for r in rows:
-        k = {key}
-        x = {item}
-        g = get(k)
-        if g is None:
-            m[k] = (x,)
-        elif x in g:
-            continue
-        elif g.__class__ is list:
-            g.append(x)
-            if len(g) > {limit}:
-                m[k] = set(g)
-        elif g.__class__ is tuple:
-            m[k] = [*g, x]
-        else:
-            g.add(x)
-        new.append(r)
-    return new
-
-def remove(m, rows):
-    for r in rows:
-        k = {key}
-        g = m[k]
-        if g.__class__ is tuple:
-            del m[k]
-            continue
-        g.remove({item})
-        if not g:
-            del m[k]
-"""
-        namespace: dict[str, Any] = {}
-        define(src, "key", f"index {arity}:{cols}", namespace)
-        self.key: Callable[[Row], Any] = namespace["key"]
-        self.item: Callable[[Row], Any] = namespace["item"]
-        self.full: Callable[[Any, Any], Row] = namespace["full"]
-        self.rows: Callable[[dict[Any, Any]], Iterator[Row]] = namespace["rows"]
-        self.contains: Callable[[dict[Any, Any], Row], bool] = namespace["contains"]
-        self.present: Callable[[dict[Any, Any], Iterable[Row]], set[Row]] = namespace["present"]
-        self.absent: Callable[[dict[Any, Any], Iterable[Row]], set[Row]] = namespace["absent"]
-        self.add: Callable[[dict[Any, Any], Iterable[Row]], None] = namespace["add"]
-        self.add_new: Callable[[dict[Any, Any], Iterable[Row]], list[Row]] = namespace["add_new"]
-        self.remove: Callable[[dict[Any, Any], Iterable[Row]], None] = namespace["remove"]
-
-
-class GroupMap(dict[Any, Any]):
-    """The dict of an index: key -> group.
-
-    A plain ``dict`` that the cyclic GC finds holding only untracked objects stops being
-    tracked, and is tracked again, as a *young* object, when a tracked one is stored: the next
-    young collection then traverses the whole index (tens of milliseconds for a large one, in
-    the middle of a single update). The GC never untracks an instance of a subclass, so an
-    index stays in the old generation whatever its groups are.
-    """
-
-    __slots__ = ()
-
 
 BULK_ROWS = 256
 """Inserting more rows than this into an empty relation builds its indexes in one pass."""
 
 COMPACT_ROWS = 4096
 """Relations that never held this many rows are not compacted (see ``Relation.compact``)."""
-
-
-@cache
-def _ops(arity: int, cols: tuple[int, ...], limit: int) -> _Ops:
-    return _Ops(arity, cols, limit)
 
 
 DRAIN_MIN = 65_536
@@ -267,75 +98,6 @@ def drain(container: set[Any] | dict[Any, Any] | list[Any]) -> None:
     pop = container.popitem if isinstance(container, dict) else container.pop
     for _ in range(len(container)):
         pop()
-
-
-def singleton_or_list(items: Iterable[Any]) -> tuple[Any] | list[Any]:
-    """A small group: a 1-tuple for one item (see the module docstring), else a list."""
-    group = list(items)
-    return (group[0],) if len(group) == 1 else group
-
-
-def item_function(arity: int, cols: tuple[int, ...]) -> Callable[[Row], Any]:
-    """The item (see the module docstring) of a full row, for an index on ``cols``."""
-    return _ops(arity, cols, 1).item
-
-
-@cache
-def _builder(
-    arity: int, shapes: tuple[tuple[int, ...], ...], limit: int
-) -> Callable[[list[dict[Any, Any]], Iterable[Row]], None]:
-    """``build(maps, rows)``: fill the empty maps of indexes on ``shapes`` in one pass.
-
-    The rows are grouped by each index's key into lists (one loop, rows unpacked once), which
-    become the groups (sets beyond ``limit`` items).
-    """
-    cells = [f"c{p}" for p in range(arity)]
-    lines = [f"    by{i} = defaultdict(list)" for i in range(len(shapes))]
-    lines.append(f"    for {', '.join(cells)}, in rows:")
-    for i, cols in enumerate(shapes):
-        rest = [f"c{p}" for p in range(arity) if p not in cols]
-        key = key_code([f"c{c}" for c in cols])
-        lines.append(f"        by{i}[{key}].append({item_code(rest)})")
-    for i in range(len(shapes)):
-        lines.append(f"    m = maps[{i}]")
-        lines.append(f"    m.update(by{i})")
-        lines.append(f"    for k, g in by{i}.items():")
-        lines.append("        if len(g) == 1:")
-        lines.append("            m[k] = (g[0],)")
-        lines.append(f"        elif len(g) > {limit}:")
-        lines.append("            m[k] = set(g)")
-    src = "def build(maps, rows):\n" + "\n".join(lines) + "\n"
-    namespace: dict[str, Any] = {"defaultdict": defaultdict}
-    build: Callable[[list[dict[Any, Any]], Iterable[Row]], None] = define(
-        src, "build", f"build {arity}:{shapes}", namespace
-    )
-    return build
-
-
-class Index:
-    """All rows of one relation grouped by the ids of ``cols`` (see the module docstring).
-
-    ``map[key]`` is a 1-tuple for one item, a list of items while the group has at most
-    ``limit`` of them, else a set (which stays a set when the group shrinks).
-    """
-
-    __slots__ = ("arity", "cols", "key", "limit", "map", "ops")
-
-    def __init__(self, arity: int, cols: tuple[int, ...], rows: Iterable[Row], limit: int) -> None:
-        if not 0 < len(cols) < arity:
-            raise ValueError(f"an index needs some but not all of {arity} columns, got {cols}")
-        self.arity = arity
-        self.cols = cols
-        self.limit = limit
-        self.ops = _ops(arity, cols, limit)
-        self.key = self.ops.key
-        self.map: dict[Any, list[Any] | set[Any]] = GroupMap()
-        self.ops.add(self.map, rows)
-
-    def full_rows(self, key: Any) -> list[Row]:
-        """The full rows of the group of ``key`` (none if absent)."""
-        full = self.ops.full
-        return [full(key, x) for x in self.map.get(key, EMPTY)]
 
 
 class Relation:
@@ -436,7 +198,7 @@ class Relation:
         cols = idx.cols
         if col in cols:
             shift = KEY_BITS * (len(cols) - 1 - cols.index(col))
-            return len({k >> shift & _MASK for k in idx.map})
+            return len({k >> shift & KEY_MASK for k in idx.map})
         rest = [p for p in range(self.arity) if p not in cols]
         items: Iterator[Any] = chain.from_iterable(idx.map.values())
         if len(rest) > 1:
@@ -483,7 +245,7 @@ class Relation:
             if self._insert_functional(rows):
                 return
             indexes = list(self.indexes.values())
-            _builder(self.arity, tuple(i.cols for i in indexes), GROUP_LIMIT)(
+            builder(self.arity, tuple(i.cols for i in indexes), GROUP_LIMIT)(
                 [i.map for i in indexes], rows
             )
             self._size = len(rows)
@@ -753,86 +515,3 @@ class RowsCopy:
         for p, column in zip(cols, key_columns, strict=True):
             columns[p] = chain.from_iterable(map(repeat, column, self.sizes))
         return zip(*(columns[p] for p in range(arity)), strict=True)
-
-
-class Delta:
-    """Net change of one relation during an update: rows added and rows removed."""
-
-    __slots__ = ("_maps", "_signed", "minus", "plus")
-
-    def __init__(self, plus: set[Row] | None = None, minus: set[Row] | None = None) -> None:
-        self.plus: set[Row] = plus if plus is not None else set()
-        self.minus: set[Row] = minus if minus is not None else set()
-        self._maps: dict[tuple[tuple[int, ...], bool], dict[Any, Any]] = {}
-        self._signed: dict[Row, int] | None = None
-
-    def __bool__(self) -> bool:
-        return bool(self.plus or self.minus)
-
-    def signed(self) -> dict[Row, int]:
-        """Rows with weight +1 (added) or -1 (removed), as plans take their source."""
-        if self._signed is None:
-            signed = dict.fromkeys(self.plus, 1)
-            signed.update(dict.fromkeys(self.minus, -1))
-            self._signed = signed
-        return self._signed
-
-    def grouped(self, index: Index, added: bool) -> dict[Any, Any]:
-        """Items of the added (a set per key) or removed (a list per key) rows, by key."""
-        found = self._maps.get((index.cols, added))
-        if found is None:
-            key, item = index.ops.key, index.ops.item
-            found = {}
-            if added:
-                for row in self.plus:
-                    found.setdefault(key(row), set()).add(item(row))
-            else:
-                for row in self.minus:
-                    found.setdefault(key(row), []).append(item(row))
-            self._maps[(index.cols, added)] = found
-        return found
-
-
-class OldIndexView:
-    """``.get(key)`` of an index as it was before ``delta`` (plans only call ``get``)."""
-
-    __slots__ = ("added", "gone", "map")
-
-    def __init__(self, index: Index, delta: Delta) -> None:
-        self.map = index.map
-        self.added = delta.grouped(index, True)
-        self.gone = delta.grouped(index, False)
-
-    def get(self, key: Any, default: Any = EMPTY) -> Iterable[Any]:
-        current = self.map.get(key)
-        gone = self.gone.get(key)
-        added = self.added.get(key)
-        if added is None:
-            if gone is None:
-                return current if current is not None else default
-            return gone if current is None else [*current, *gone]
-        kept = [x for x in current if x not in added] if current is not None else []
-        if gone:
-            kept.extend(gone)
-        return kept
-
-
-class OldRowsView:
-    """Membership and iteration of a relation as it was before ``delta``."""
-
-    __slots__ = ("minus", "plus", "rel")
-
-    def __init__(self, relation: Relation, delta: Delta) -> None:
-        self.rel = relation
-        self.plus = delta.plus
-        self.minus = delta.minus
-
-    def __contains__(self, row: object) -> bool:
-        return (row in self.rel and row not in self.plus) or row in self.minus
-
-    def __iter__(self) -> Iterator[Row]:
-        plus = self.plus
-        for row in self.rel:
-            if row not in plus:
-                yield row
-        yield from self.minus

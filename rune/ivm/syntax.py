@@ -1,4 +1,4 @@
-"""Syntax tree of Datalog dialect v1 (DESIGN.md §3).
+"""Syntax tree of Datalog dialect v1 (docs/design.md §3).
 
 Every node that comes from source text keeps its 1-based ``line`` and ``column`` so that later
 stages (analysis, explain) can point at it. Nodes are immutable and hashable.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import weakref
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from itertools import chain, compress, islice, repeat, takewhile
 from operator import is_, itemgetter, not_
@@ -29,7 +29,7 @@ INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**63 - 1
 
 MAX_IDS: Final = 2**32
-"""Ids must fit in 32 bits: index keys pack several ids into one int (``store.pack``)."""
+"""Ids must fit in 32 bits: index keys pack several ids into one int (``index.pack``)."""
 
 
 class EntityRef(NamedTuple):
@@ -391,6 +391,24 @@ class Dictionary:
     def lookup(self, value: Value) -> int | None:
         """Id of ``value`` or ``None`` when no stored tuple can hold it (never seen, or dead)."""
         return self._ids.get(self._key(value))
+
+    @property
+    def id_of(self) -> Callable[[object], int | None]:
+        """``id_of(value)``: :meth:`lookup` without the keying, for hot loops (the map's bound
+        ``get``, valid for the dictionary's lifetime: the map is changed in place).
+
+        Only strings and entity references are keys as themselves: ints and bools get
+        ``None`` (they are keyed by type; use :meth:`lookup`), and a plain tuple may match a
+        key that is not its own (an entity's, an int's ``(int, n)``). Callers check the
+        values' types, as :meth:`encode_row` does.
+        """
+        return self._ids.get
+
+    @property
+    def id_map(self) -> Mapping[object, int]:
+        """The value -> id map itself, read-only (memory accounting: ``rune.ivm.memory``).
+        Keys as :meth:`lookup` makes them; changed in place by the dictionary."""
+        return self._ids
 
     def decode(self, ident: int) -> Value:
         return self.values[ident]

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rune.ivm import Change, Engine, EntityRef, InvalidValueError, engine, store, values
+from rune.ivm import Change, Engine, EntityRef, InvalidValueError, encoding, engine, store, values
 from rune.ivm.values import FREED
 
 from .programs import (
@@ -49,7 +49,7 @@ def eager(era_keep: int = 3, bulk: bool = False) -> Iterator[None]:
     sets beyond 2 items; with ``bulk`` every batch is encoded by the bulk path."""
     with (
         mock.patch.object(engine, "_RECLAIM_BATCH", 1),
-        mock.patch.object(engine, "_FEW_ROWS", 1 if bulk else engine._FEW_ROWS),
+        mock.patch.object(encoding, "_FEW_ROWS", 1 if bulk else encoding._FEW_ROWS),
         mock.patch.object(values, "COMPACT_MIN", 1),
         mock.patch.object(values, "ERA_KEEP", era_keep),
         mock.patch.object(store, "COMPACT_ROWS", 1),

@@ -119,8 +119,20 @@ def evaluate_closure(
     whose reachable sets are large but shared by few seeds); the caller then runs the
     semi-naive rounds.
     """
-    c = closure.carried
     rows = seeds[closure.relation]
+    succ = _successors(closure, relations)
+    by_x, by_y, n_seeds = _seeds(closure, relations, rows)
+    reach = _reachable(by_y, succ, CLOSURE_MEMO * n_seeds + 4096)
+    if reach is None:
+        return False
+    _fill(relations[closure.relation], closure.carried, by_x, by_y, reach)
+    if cooperative:
+        drain(rows)
+    return True
+
+
+def _successors(closure: Closure, relations: dict[str, Relation]) -> dict[int, set[int]]:
+    """The edges grouped by source: ``y -> {z}`` over every edge relation."""
     succ: dict[int, set[int]] = {}
     for name, j in closure.edges:
         idx = relations[name].indexes.get((j,))
@@ -134,15 +146,21 @@ def evaluate_closure(
         else:
             for row in relations[name]:
                 succ.setdefault(row[j], set()).add(row[1 - j])
-    # the seeds by x and by y: the index maps of a copied relation when it is the only
-    # source of seeds (read, never changed), else sets built from the rows
+    return succ
+
+
+def _seeds(
+    closure: Closure, relations: dict[str, Relation], rows: set[Row]
+) -> tuple[dict[int, Any], dict[int, Any], int]:
+    """The seeds by ``x`` and by ``y``, and their number: the index maps of a copied relation
+    when it is the only source of seeds (read, never changed), else sets built from the rows."""
+    c = closure.carried
     copied = [(relations[n], xcol) for n, xcol in closure.copies.values()]
     copied = [(source, xcol) for source, xcol in copied if source]
     by_x: dict[int, Any] = {}
     by_y: dict[int, Any] = {}
     if not rows and len(copied) == 1 and copied[0][0].arity == 2:
         source, xcol = copied[0]
-        n_seeds = len(source)
         ix, iy = source.indexes.get((xcol,)), source.indexes.get((1 - xcol,))
         if ix is not None:
             by_x = ix.map
@@ -158,24 +176,31 @@ def evaluate_closure(
                         build[b] = [a]
                     else:
                         found_list.append(a)
-    else:
-        pairs: list[Iterable[tuple[int, int]]] = [map(itemgetter(c, 1 - c), rows)]
-        for source, xcol in copied:
-            pairs.append(map(itemgetter(xcol, 1 - xcol), source))
-        n_seeds = 0
-        for x, y in chain.from_iterable(pairs):
-            n_seeds += 1
-            found = by_x.get(x)
-            if found is None:
-                by_x[x] = {y}
-            else:
-                found.add(y)
-            found = by_y.get(y)
-            if found is None:
-                by_y[y] = {x}
-            else:
-                found.add(x)
-    budget = CLOSURE_MEMO * n_seeds + 4096
+        return by_x, by_y, len(source)
+    pairs: list[Iterable[tuple[int, int]]] = [map(itemgetter(c, 1 - c), rows)]
+    for source, xcol in copied:
+        pairs.append(map(itemgetter(xcol, 1 - xcol), source))
+    n_seeds = 0
+    for x, y in chain.from_iterable(pairs):
+        n_seeds += 1
+        found = by_x.get(x)
+        if found is None:
+            by_x[x] = {y}
+        else:
+            found.add(y)
+        found = by_y.get(y)
+        if found is None:
+            by_y[y] = {x}
+        else:
+            found.add(x)
+    return by_x, by_y, n_seeds
+
+
+def _reachable(
+    by_y: dict[int, Any], succ: dict[int, set[int]], budget: int
+) -> dict[int, set[int]] | None:
+    """``R(y)`` for each seed ``y`` (itself included); ``None`` once the sets hold more
+    than ``budget`` ids in all."""
     union = set().union
     get = succ.get
     reach: dict[int, set[int]] = {}
@@ -189,8 +214,20 @@ def evaluate_closure(
         reach[y] = known
         budget -= len(known)
         if budget < 0:
-            return False
-    rel = relations[closure.relation]
+            return None
+    return reach
+
+
+def _fill(
+    rel: Relation,
+    c: int,
+    by_x: dict[int, Any],
+    by_y: dict[int, Any],
+    reach: dict[int, set[int]],
+) -> None:
+    """Fill the closure relation's index maps (on the carried column and, if it has one, on
+    the other) with its groups, and record its size."""
+    union = set().union
     limit = GROUP_LIMIT
     maps: dict[int, dict[Any, Any]] = {}
     for cols, idx in rel.indexes.items():
@@ -222,6 +259,3 @@ def evaluate_closure(
             inverse[z] = singleton_or_list(g) if len(g) <= limit else g
         other.update(inverse)
     rel.loaded(size)
-    if cooperative:
-        drain(rows)
-    return True

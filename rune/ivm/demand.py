@@ -159,7 +159,7 @@ class OnDemand(Stored):
         found = self.checkers.get(name)
         if found is not None:
             return found
-        namespace: dict[str, Any] = {"IDS": self.dictionary._ids.get}
+        namespace: dict[str, Any] = {"IDS": self.dictionary.id_of}
         if name in self.on_demand:
             arity = self.analysis.relations[name].arity
             self.demand(name, ALL_COLUMNS[arity], None, exists=True, run=False)

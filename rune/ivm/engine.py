@@ -211,31 +211,7 @@ class Engine:
             dictionary.rollback()  # the values this batch brought in: no fact holds them
             raise
         mat = self._mat
-        plus: dict[str, set[Row]] = {}
-        minus: dict[str, set[Row]] = {}
-        for name, rows in removals.items():
-            rel = mat.relations.get(name)
-            if rel is not None:
-                present = rel.present(rows)
-                if present:
-                    minus[name] = present
-        for name, rows in additions.items():
-            rel = mat.relations.get(name)
-            gone = minus.get(name, set())
-            if rel is not None and rel:
-                fresh = rel.absent(rows)
-                if gone:
-                    fresh |= rows & gone
-            else:
-                fresh = rows  # a new or empty relation: every row is new (and ours to keep)
-            again = fresh & gone  # deleted and re-inserted: no net change
-            if again:
-                gone -= again
-                fresh -= again
-                if not gone:
-                    minus.pop(name, None)
-            if fresh:
-                plus[name] = fresh
+        plus, minus = _net_change(mat, additions, removals)
         for name, arity in arities.items():  # any mention fixes a new relation's arity
             if name not in self._arity and self._analysis.relations.get(name) is None:
                 self._arity[name] = arity
@@ -244,16 +220,7 @@ class Engine:
             if dictionary.assigned:  # cannot happen: a new value's row is in ``plus``
                 dictionary.rollback()
             return {}
-        refs = dictionary.refs
-        for name, rows in plus.items():  # every new value is in a row of ``plus``
-            flat = flats.get(name)
-            if flat is not None and rows is additions[name] and len(rows) == flat[0]:
-                for ident in flat[1]:  # all the batch's rows are new and distinct
-                    refs[ident] += 1
-                continue
-            for row in rows:
-                for ident in row:
-                    refs[ident] += 1
+        _count_references(dictionary.refs, plus, additions, flats)
         if dictionary.assigned:
             dictionary.assigned.clear()
         if minus:
@@ -387,10 +354,10 @@ class Engine:
             optimize = snapshot.optimize
         _check_options(max_iterations, optimize)
         analysis = analyze(parse(source), on_demand)
-        engine = cls.__new__(cls)
-        engine._max_iterations = max_iterations
-        engine._optimize = optimize
-        engine._dictionary, engine._mat, engine._arity = restore(
+        engine = cls.__new__(cls)  # its own class, built without __init__
+        engine._max_iterations = max_iterations  # noqa: SLF001
+        engine._optimize = optimize  # noqa: SLF001
+        engine._dictionary, engine._mat, engine._arity = restore(  # noqa: SLF001
             snapshot, analysis, max_iterations, optimize, _gc_paused
         )
         return engine
@@ -541,3 +508,54 @@ class Engine:
             for name, d in deltas.items()
             if not is_internal(name) and d
         }
+
+
+def _net_change(
+    mat: Materialization, additions: dict[str, set[Row]], removals: dict[str, set[Row]]
+) -> tuple[dict[str, set[Row]], dict[str, set[Row]]]:
+    """The net change of a batch: ``plus`` rows not stored yet, ``minus`` rows stored; a row
+    both deleted and inserted is in neither."""
+    plus: dict[str, set[Row]] = {}
+    minus: dict[str, set[Row]] = {}
+    for name, rows in removals.items():
+        rel = mat.relations.get(name)
+        if rel is not None:
+            present = rel.present(rows)
+            if present:
+                minus[name] = present
+    for name, rows in additions.items():
+        rel = mat.relations.get(name)
+        gone = minus.get(name, set())
+        if rel is not None and rel:
+            fresh = rel.absent(rows)
+            if gone:
+                fresh |= rows & gone
+        else:
+            fresh = rows  # a new or empty relation: every row is new (and ours to keep)
+        again = fresh & gone  # deleted and re-inserted: no net change
+        if again:
+            gone -= again
+            fresh -= again
+            if not gone:
+                minus.pop(name, None)
+        if fresh:
+            plus[name] = fresh
+    return plus, minus
+
+
+def _count_references(
+    refs: Any,
+    plus: dict[str, set[Row]],
+    additions: dict[str, set[Row]],
+    flats: dict[str, tuple[int, list[int]]],
+) -> None:
+    """One reference per occurrence of a value in a new row (every new value is in one)."""
+    for name, rows in plus.items():  # every new value is in a row of ``plus``
+        flat = flats.get(name)
+        if flat is not None and rows is additions[name] and len(rows) == flat[0]:
+            for ident in flat[1]:  # all the batch's rows are new and distinct
+                refs[ident] += 1
+            continue
+        for row in rows:
+            for ident in row:
+                refs[ident] += 1

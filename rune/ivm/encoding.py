@@ -37,7 +37,8 @@ def check_new_arity(name: str, arity: int, where: str) -> None:
         )
 
 
-def encode_facts(
+# every update runs this loop: the checks of each kind of value are inlined, not delegated
+def encode_facts(  # noqa: C901
     facts: Facts,
     verb: str,
     dictionary: Dictionary,

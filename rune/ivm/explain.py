@@ -70,7 +70,7 @@ class Derivation:
         where = f"{kind} at {self.line}:{self.column}" if self.line else kind
         lines.append(f"{pad}{head}  <- {where}: {self.rule}")
         for child in self.children:
-            child._render(lines, depth + 1)
+            child._render(lines, depth + 1)  # noqa: SLF001 (a child of the same class)
         for neg in self.absent:
             lines.append(f"{pad}  {neg}  (absent)")
 

@@ -103,7 +103,8 @@ def no_primary(relation: str) -> tuple[int, ...] | None:
     return None
 
 
-def compile_plan(
+# one pass over the rule body emitting code: its branches are the kinds of literal and access
+def compile_plan(  # noqa: C901, PLR0913
     rule: Rule,
     dictionary: Dictionary,
     *,

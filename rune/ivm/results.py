@@ -105,4 +105,4 @@ class RelationInfo:
 
 def encoded_change(plus: Iterable[Row], minus: Iterable[Row], era: Era) -> Change:
     """A :class:`Change` of encoded rows (ids as ``era`` has them), decoded on first access."""
-    return Change._encoded(plus, minus, era)
+    return Change._encoded(plus, minus, era)  # noqa: SLF001 (its module's own constructor)

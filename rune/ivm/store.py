@@ -277,7 +277,7 @@ class Relation:
 
     def loaded(self, size: int) -> None:
         """Account for ``size`` rows put into the (empty) index maps directly, all of them
-        grouped consistently (``Materialization._closure``)."""
+        grouped consistently (``closure.evaluate_closure``)."""
         if self._snapshots:
             self._freeze_snapshots()
         self._size = size

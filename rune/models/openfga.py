@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 from rune.models.errors import (
@@ -39,6 +38,7 @@ from rune.models.ir import (
     TypeDef,
     Union,
 )
+from rune.models.tokens import Token, TokenCursor
 
 __all__ = ["parse_dsl", "parse_json", "parse_model"]
 
@@ -46,53 +46,23 @@ _TOKEN: Final = re.compile(r"(?P<ws>[ \t\r\n]+)|(?P<sym>[\[\](),:#*])|(?P<name>[
 _COMMENT: Final = re.compile(r"(^|[ \t])#[^\n]*", re.M)
 
 
-@dataclass(frozen=True, slots=True)
-class _Tok:
-    kind: str
-    text: str
-    line: int
-    column: int
-
-
-def _tokens(text: str) -> list[_Tok]:
-    out: list[_Tok] = []
+def _tokens(text: str) -> list[Token]:
+    out: list[Token] = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = _COMMENT.sub(lambda m: m.group(1) + " " * (len(m.group()) - len(m.group(1))), raw)
         for m in _TOKEN.finditer(line):
             if m.lastgroup != "ws":
-                out.append(_Tok(m.lastgroup or "name", m.group(), n, m.start() + 1))
+                out.append(Token(m.lastgroup or "name", m.group(), n, m.start() + 1))
     last = text.count("\n") + 1
-    out.append(_Tok("eof", "", last, 1))
+    out.append(Token("eof", "", last, 1))
     return out
 
 
-class _Dsl:
+class _Dsl(TokenCursor):
+    end = "the end of the model"
+
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.toks = _tokens(text)
-        self.i = 0
-
-    @property
-    def tok(self) -> _Tok:
-        return self.toks[self.i]
-
-    def error(self, message: str, tok: _Tok | None = None) -> ModelSyntaxError:
-        t = tok or self.tok
-        found = repr(t.text) if t.kind != "eof" else "the end of the model"
-        return ModelSyntaxError(f"{message}, found {found}", t.line, t.column)
-
-    def take(self, text: str | None = None, kind: str | None = None) -> _Tok:
-        t = self.tok
-        if (text is not None and t.text != text) or (kind is not None and t.kind != kind):
-            raise self.error(f"expected {text!r}" if text else f"expected a {kind}")
-        self.i += 1
-        return t
-
-    def accept(self, text: str) -> bool:
-        if self.tok.text == text and self.tok.kind != "eof":
-            self.i += 1
-            return True
-        return False
+        super().__init__(text, _tokens(text))
 
     def model(self) -> Model:
         t = self.tok
@@ -124,7 +94,7 @@ class _Dsl:
                 raise self.error("expected 'type'")
         return Model(types, "openfga")
 
-    def type_def(self, name: _Tok) -> TypeDef:
+    def type_def(self, name: Token) -> TypeDef:
         td = TypeDef(name.text, line=name.line, column=name.column)
         if not self.accept("relations"):
             return td

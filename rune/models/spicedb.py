@@ -14,10 +14,9 @@ Refused with :class:`~rune.models.errors.UnsupportedFeatureError`: caveats on su
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final
 
-from rune.models.errors import ModelSyntaxError, ModelValidationError, UnsupportedFeatureError
+from rune.models.errors import ModelValidationError, UnsupportedFeatureError
 from rune.models.ir import (
     Arrow,
     Computed,
@@ -32,6 +31,7 @@ from rune.models.ir import (
     TypeDef,
     Union,
 )
+from rune.models.tokens import Token, TokenCursor
 
 __all__ = ["parse_schema"]
 
@@ -43,57 +43,27 @@ _TOKEN: Final = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Tok:
-    kind: str
-    text: str
-    line: int
-    column: int
-
-
-def _tokens(text: str) -> list[_Tok]:
-    out: list[_Tok] = []
+def _tokens(text: str) -> list[Token]:
+    out: list[Token] = []
     line, start = 1, 0
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup or "other"
         if kind not in ("ws", "comment"):
-            out.append(_Tok(kind, m.group(), line, m.start() - start + 1))
+            out.append(Token(kind, m.group(), line, m.start() - start + 1))
         chunk = m.group()
         nl = chunk.count("\n")
         if nl:
             line += nl
             start = m.start() + chunk.rindex("\n") + 1
-    out.append(_Tok("eof", "", line, len(text) - start + 1))
+    out.append(Token("eof", "", line, len(text) - start + 1))
     return out
 
 
-class _Parser:
+class _Parser(TokenCursor):
+    end = "the end of the schema"
+
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.toks = _tokens(text)
-        self.i = 0
-
-    @property
-    def tok(self) -> _Tok:
-        return self.toks[self.i]
-
-    def error(self, message: str, tok: _Tok | None = None) -> ModelSyntaxError:
-        t = tok or self.tok
-        found = repr(t.text) if t.kind != "eof" else "the end of the schema"
-        return ModelSyntaxError(f"{message}, found {found}", t.line, t.column)
-
-    def take(self, text: str | None = None, kind: str | None = None) -> _Tok:
-        t = self.tok
-        if (text is not None and t.text != text) or (kind is not None and t.kind != kind):
-            raise self.error(f"expected {text!r}" if text else f"expected a {kind}")
-        self.i += 1
-        return t
-
-    def accept(self, text: str) -> bool:
-        if self.tok.text == text and self.tok.kind in ("sym", "name"):
-            self.i += 1
-            return True
-        return False
+        super().__init__(text, _tokens(text))
 
     def schema(self) -> Model:
         types: dict[str, TypeDef] = {}
@@ -133,7 +103,7 @@ class _Parser:
                     return
         raise self.error("unterminated caveat")
 
-    def definition(self, name: _Tok) -> TypeDef:
+    def definition(self, name: Token) -> TypeDef:
         td = TypeDef(name.text, line=name.line, column=name.column)
         self.take("{")
         while not self.accept("}"):
@@ -161,10 +131,10 @@ class _Parser:
                 raise self.error("expected 'relation', 'permission' or '}'")
         return td
 
-    def span(self, start: _Tok) -> str:
+    def span(self, start: Token) -> str:
         return self._slice(start, self.toks[self.i - 1])
 
-    def _slice(self, start: _Tok, end: _Tok) -> str:
+    def _slice(self, start: Token, end: Token) -> str:
         lines = self.text.splitlines()
         if start.line == end.line:
             piece = lines[start.line - 1][start.column - 1 : end.column - 1 + len(end.text)]

@@ -20,8 +20,8 @@ key is bound outside the innermost loop around it is hoisted out of that loop.
 Compiled function signature: ``fn(SRC, OUT, HEAD, *views)`` where ``SRC`` maps delta rows to
 weights, ``OUT`` receives ``head_row -> summed weight``, ``HEAD`` holds the bound head values,
 and ``views`` are supplied by the caller for each entry of ``Plan.accesses``: an index-like
-object with ``get(key, default)`` for ``"index"`` (a key as :func:`store.key_code` builds it,
-a group of items as :mod:`rune.ivm.store` describes), or a container of rows for ``"rows"``.
+object with ``get(key, default)`` for ``"index"`` (a key as :func:`index.key_code` builds it,
+a group of items as :mod:`rune.ivm.index` describes), or a container of rows for ``"rows"``.
 In ``exists`` mode the function returns ``True`` at the first assignment instead of writing
 ``OUT``.
 

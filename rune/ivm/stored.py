@@ -266,7 +266,7 @@ class DemandView:
         return tuple(head)
 
     def get(self, key: Any, default: Any = EMPTY) -> Iterable[Any]:
-        """Items (see :mod:`rune.ivm.store`) of the rows whose ``cols`` make ``key``."""
+        """Items (see :mod:`rune.ivm.index`) of the rows whose ``cols`` make ``key``."""
         rows = self.mat.demand(self.name, self.cols, self._head(key), exists=False)
         item = item_function(self.mat.analysis.relations[self.name].arity, self.cols)
         return [item(row) for row in rows]

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from rune.errors import RuneError
-from rune.ivm.values import EntityRef
 from rune.models.check import ZanzibarView
 from rune.models.requests import decide_check, is_check_request
 from rune.policies.activation import (
@@ -32,7 +31,7 @@ from rune.policies.activation import (
     check_newer,
     default_engine,
 )
-from rune.policies.builtin_rules import ALLOW, DENY, ENTITY_IN, HAS_MEMBERS
+from rune.policies.builtin_rules import ALLOW, DENY
 from rune.policies.bundle import Bundle, compile_bundle, datalog_error, datalog_source
 from rune.policies.cache import CacheStats, DecisionCache
 from rune.policies.decide import Counters, Outcome, State, decide
@@ -57,11 +56,6 @@ __all__ = ["NO_BUNDLE", "WARM_RELATIONS", "Authorizer", "BundleJob", "PreparedBu
 
 NO_BUNDLE: Final = "no active bundle"
 """The ``error`` of every decision made while no policy bundle is active."""
-
-_SLICE_RELATIONS: Final = (ENTITY_IN, HAS_MEMBERS)
-"""Relations the Cedar slices read (besides the entity store)."""
-_MAX_PRECISE_ROWS: Final = 4096
-"""Above this many changed rows of those, the slice memo is cleared instead of picked."""
 
 
 class Authorizer:
@@ -330,29 +324,11 @@ class Authorizer:
                 self._store.put(entity)
         if changes or p.entities:
             self._cache.invalidate()
-            self._forget_fragments(changes, p.entities)
+            self._memo.forget(changes, p.entities)
         state = self._state
         if (ALLOW in changes and not state.has_allow) or (DENY in changes and not state.has_deny):
             self._state = self._make_state()  # allow/deny first appeared as base facts
         return changes
-
-    def _forget_fragments(self, changes: Mapping[str, Any], entities: Iterable[EntityRef]) -> None:
-        """Drop the slice data of exactly the entities an update changed: store entries, and
-        ``entity_in`` / ``has_members`` rows (by their first column). A change too large to
-        list clears everything instead."""
-        memo = self._memo
-        if not len(memo):
-            return
-        rows: list[ChangeLike] = [
-            ch for r in _SLICE_RELATIONS if (ch := changes.get(r)) is not None
-        ]
-        if sum(map(len, rows)) > _MAX_PRECISE_ROWS:
-            memo.clear()
-            return
-        for ch in rows:
-            for part in (ch.added, ch.removed):
-                memo.discard(e for row in part if isinstance(e := row[0], EntityRef))
-        memo.discard(entities)
 
     # -- decisions ----------------------------------------------------------------------
 

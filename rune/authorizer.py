@@ -18,21 +18,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from rune.errors import RuneError
-from rune.ivm.values import EntityRef
 from rune.models.check import ZanzibarView
 from rune.models.requests import decide_check, is_check_request
-from rune.policies.builtin_rules import ALLOW, DENY, ENTITY_IN, HAS_MEMBERS
-from rune.policies.bundle import (
-    Bundle,
-    build_bundle,
-    compile_bundle,
-    datalog_error,
-    datalog_source,
+from rune.policies.activation import (
+    WARM_RELATIONS,
+    BundleJob,
+    EngineFactory,
+    PreparedBundle,
+    check_newer,
+    default_engine,
 )
+from rune.policies.builtin_rules import ALLOW, DENY
+from rune.policies.bundle import Bundle, compile_bundle, datalog_error, datalog_source
 from rune.policies.cache import CacheStats, DecisionCache
 from rune.policies.decide import Counters, Outcome, State, decide
 from rune.policies.decision import Decision, Watermark
@@ -57,22 +57,6 @@ __all__ = ["NO_BUNDLE", "WARM_RELATIONS", "Authorizer", "BundleJob", "PreparedBu
 NO_BUNDLE: Final = "no active bundle"
 """The ``error`` of every decision made while no policy bundle is active."""
 
-EngineFactory = Callable[[str], Views]
-
-_SLICE_RELATIONS: Final = (ENTITY_IN, HAS_MEMBERS)
-"""Relations the Cedar slices read (besides the entity store)."""
-_MAX_PRECISE_ROWS: Final = 4096
-WARM_RELATIONS: Final = (ALLOW, DENY, ENTITY_IN, HAS_MEMBERS)
-"""Relations a new engine compiles and indexes before it serves (decisions read them)."""
-"""Above this many changed rows of those, the slice memo is cleared instead of picked."""
-
-
-def _default_engine(source: str) -> Views:
-    from rune.ivm import Engine
-
-    engine: Views = Engine(source)
-    return engine
-
 
 class Authorizer:
     """Embedded authorizer: bundles, fact/entity events, checks, reverse queries, cache."""
@@ -93,7 +77,7 @@ class Authorizer:
         at the cost of an ``Engine.explain`` per Datalog-determined decision.
         ``cache_ttl_s`` > 0 bounds the age of cached decisions (they are dropped on every
         change anyway); ``max_request_id_chars`` and ``max_context_depth`` are request limits."""
-        self._factory: EngineFactory = engine_factory or _default_engine
+        self._factory: EngineFactory = engine_factory or default_engine
         self._source = datalog_source("")
         """The program the engine runs (a bundle with the same Datalog skips recompiling)."""
         self._generation = 0
@@ -190,16 +174,7 @@ class Authorizer:
         not higher than the active one. Returns a report with the relations that changed.
         """
         active = self.policy_version
-        version = bundle.get("version") if isinstance(bundle, Mapping) else None
-        if (
-            active is not None
-            and isinstance(version, int)
-            and not isinstance(version, bool)
-            and version <= active
-        ):
-            raise StaleBundleError(
-                f"version {version} is not higher than the active version {active}", "version"
-            )
+        check_newer(bundle, active)
         compiled = compile_bundle(
             dict(bundle) if isinstance(bundle, Mapping) else bundle, self._factory
         )
@@ -233,16 +208,7 @@ class Authorizer:
         views would miss them): the caller holds fact events back in between.
         """
         active = self.policy_version
-        version = bundle.get("version") if isinstance(bundle, Mapping) else None
-        if (
-            active is not None
-            and isinstance(version, int)
-            and not isinstance(version, bool)
-            and version <= active
-        ):
-            raise StaleBundleError(
-                f"version {version} is not higher than the active version {active}", "version"
-            )
+        check_newer(bundle, active)
         raw = dict(bundle) if isinstance(bundle, Mapping) else bundle
         datalog = raw.get("datalog", "") if isinstance(raw, dict) else None
         same = isinstance(datalog, str) and datalog_source(datalog) == self._source
@@ -283,16 +249,7 @@ class Authorizer:
         """Check ``bundle`` as ``load_bundle`` would, without activating it (the Datalog is
         compiled on an empty engine: arity conflicts with stored facts show only at load)."""
         active = self.policy_version
-        version = bundle.get("version") if isinstance(bundle, Mapping) else None
-        if (
-            active is not None
-            and isinstance(version, int)
-            and not isinstance(version, bool)
-            and version <= active
-        ):
-            raise StaleBundleError(
-                f"version {version} is not higher than the active version {active}", "version"
-            )
+        check_newer(bundle, active)
         return compile_bundle(
             dict(bundle) if isinstance(bundle, Mapping) else bundle, self._factory
         )
@@ -367,29 +324,11 @@ class Authorizer:
                 self._store.put(entity)
         if changes or p.entities:
             self._cache.invalidate()
-            self._forget_fragments(changes, p.entities)
+            self._memo.forget(changes, p.entities)
         state = self._state
         if (ALLOW in changes and not state.has_allow) or (DENY in changes and not state.has_deny):
             self._state = self._make_state()  # allow/deny first appeared as base facts
         return changes
-
-    def _forget_fragments(self, changes: Mapping[str, Any], entities: Iterable[EntityRef]) -> None:
-        """Drop the slice data of exactly the entities an update changed: store entries, and
-        ``entity_in`` / ``has_members`` rows (by their first column). A change too large to
-        list clears everything instead."""
-        memo = self._memo
-        if not len(memo):
-            return
-        rows: list[ChangeLike] = [
-            ch for r in _SLICE_RELATIONS if (ch := changes.get(r)) is not None
-        ]
-        if sum(map(len, rows)) > _MAX_PRECISE_ROWS:
-            memo.clear()
-            return
-        for ch in rows:
-            for part in (ch.added, ch.removed):
-                memo.discard(e for row in part if isinstance(e := row[0], EntityRef))
-        memo.discard(entities)
 
     # -- decisions ----------------------------------------------------------------------
 
@@ -549,52 +488,3 @@ class Authorizer:
             "entities": len(self._store),
             "cache": self._cache.stats().to_json(),
         }
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedBundle:
-    """A validated bundle and, when its program differs, the engine materialized for it."""
-
-    bundle: Bundle
-    source: str
-    engine: Views | None
-    generation: int
-
-
-@dataclass(frozen=True, slots=True)
-class BundleJob:
-    """What :meth:`Authorizer.bundle_job` hands to another thread: everything ``run`` reads
-    is its own (the raw bundle, an immutable snapshot of the facts), so it may run while the
-    authorizer keeps deciding."""
-
-    raw: object
-    snapshot: Any
-    """An engine ``FactSnapshot``; None when the program does not change."""
-    current_source: str
-    generation: int
-    factory: EngineFactory
-
-    def run(self) -> PreparedBundle:
-        """Validate, compile Cedar, materialize and warm the new program (any thread);
-        raise :class:`~rune.policies.errors.BundleError` as ``load_bundle`` would."""
-        snapshot = self.snapshot
-        if snapshot is None:
-            compiled = compile_bundle(self.raw, self.factory)
-            return PreparedBundle(compiled, self.current_source, None, self.generation)
-        from rune.ivm import Engine
-
-        def materialize(source: str) -> Views:
-            engine: Views = Engine.from_snapshot(source, snapshot)
-            return engine
-
-        compiled, engine = build_bundle(self.raw, materialize)
-        source = datalog_source(compiled.datalog)
-        if engine is None:  # no rules of its own: the built-in program over the facts
-            try:
-                engine = materialize(source)
-            except RuneError as exc:
-                raise datalog_error(exc, compiled.datalog) from None
-        warm = getattr(engine, "warm", None)
-        if warm is not None:
-            warm([r for r in WARM_RELATIONS if engine.arity(r) is not None])
-        return PreparedBundle(compiled, source, engine, self.generation)

@@ -40,9 +40,6 @@ import time
 import weakref
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from operator import itemgetter
-from typing import Any
 
 from rune.connectors.base import (
     TP,
@@ -54,163 +51,18 @@ from rune.connectors.base import (
     Record,
     TopicSpec,
 )
+from rune.connectors.embedded_storage import (
+    RECORD_OVERHEAD,
+    Partition,
+    Retention,
+    Segment,
+    Topic,
+    record_offset,
+    record_size,
+)
 from rune.connectors.partitioner import default_partition
 
 __all__ = ["RECORD_OVERHEAD", "EmbeddedLog", "EmbeddedReader", "Retention"]
-
-RECORD_OVERHEAD = 200
-"""Bytes a stored record counts besides its key and value: about what its Python objects
-cost (record tuple, two bytes headers, offset, list slot), measured with tracemalloc."""
-
-_OFFSET = itemgetter(2)  # Record.offset
-_CONFIG_KEYS = {
-    "retention.bytes": "retention_bytes",
-    "retention.ms": "retention_ms",
-    "segment.bytes": "segment_bytes",
-    "segment.ms": "segment_ms",
-    "min.cleanable.dirty.ratio": "min_cleanable_dirty_ratio",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """What each partition keeps; ``-1`` means no bound. A topic's Kafka configs
-    (``retention.bytes``, ``retention.ms``, ``segment.bytes``, ``segment.ms``,
-    ``min.cleanable.dirty.ratio``) override these defaults for that topic. The defaults are
-    those of the ``[embedded_log]`` settings section."""
-
-    retention_bytes: int = 16 << 20
-    retention_records: int = 100_000
-    retention_ms: int = 3_600_000
-    segment_bytes: int = 1 << 20
-    segment_ms: int = 600_000
-    min_cleanable_dirty_ratio: float = 0.5
-
-    def unbounded(self) -> Retention:
-        """These settings without retention bounds: every record stays (compaction still
-        applies to compacted topics)."""
-        return replace(self, retention_bytes=-1, retention_records=-1, retention_ms=-1)
-
-    def with_configs(self, topic: str, configs: Mapping[str, str]) -> Retention:
-        """These defaults overridden by the Kafka keys present in ``configs``."""
-        changes: dict[str, Any] = {}
-        for key, name in _CONFIG_KEYS.items():
-            raw = configs.get(key)
-            if raw is None:
-                continue
-            try:
-                changes[name] = float(raw) if name == "min_cleanable_dirty_ratio" else int(raw)
-            except ValueError:
-                raise ConnectorError(f"{topic}: {key}={raw!r} is not a number") from None
-        return replace(self, **changes)
-
-
-def _policy(topic: str, configs: Mapping[str, str]) -> tuple[bool, bool]:
-    """(compact, delete) of ``cleanup.policy``."""
-    words = {w.strip() for w in configs.get("cleanup.policy", "delete").split(",")}
-    if not words or not words <= {"compact", "delete"}:
-        raise ConnectorError(f"{topic}: unknown cleanup.policy {configs['cleanup.policy']!r}")
-    return "compact" in words, "delete" in words
-
-
-def _size(record: Record) -> int:
-    key, value = record.key, record.value
-    return RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
-
-
-class _Segment:
-    """Records of offsets ``[base, next segment's base)``, in offset order. ``dense``: the
-    record at index i has offset ``base + i`` (no holes)."""
-
-    __slots__ = ("base", "dense", "first", "last", "records", "size")
-
-    def __init__(
-        self, base: int, records: list[Record], dense: bool, size: int, first: float, last: float
-    ) -> None:
-        self.base = base
-        self.records = records
-        self.dense = dense
-        self.size = size
-        self.first = first
-        """When the first record was appended (``segment.ms`` rolls from it)."""
-        self.last = last
-        """When the last record was appended (``retention.ms`` counts from it)."""
-
-
-class _Partition:
-    __slots__ = ("bases", "count", "dirty", "end", "segments", "size", "start")
-
-    def __init__(self, now: float) -> None:
-        self.segments = [_Segment(0, [], True, 0, now, now)]
-        self.bases = [0]
-        """``segments[i].base``, for bisection."""
-        self.start = 0
-        self.end = 0
-        self.count = 0
-        self.size = 0
-        self.dirty = 0
-        """Bytes appended since the last compaction pass."""
-
-    def read(self, pos: int, limit: int, out: list[Record]) -> int:
-        """Append up to ``limit`` (> 0) stored records at or after ``pos`` to ``out``; return
-        the next position (the end once no stored record is left)."""
-        segments = self.segments
-        si = bisect_right(self.bases, pos) - 1
-        if si < 0:
-            si = 0
-        seg = segments[si]
-        if seg.dense:
-            ri = pos - seg.base if pos > seg.base else 0
-        else:
-            ri = bisect_left(seg.records, pos, key=_OFFSET)
-        while True:
-            records = seg.records
-            if ri < len(records):
-                chunk = records[ri : ri + limit]
-                out.extend(chunk)
-                limit -= len(chunk)
-                if limit == 0:
-                    return chunk[-1].offset + 1
-            si += 1
-            if si == len(segments):
-                return self.end
-            seg = segments[si]
-            ri = 0
-
-    def next_at(self, pos: int) -> int:
-        """The position a reader at ``pos`` effectively has: at least the start, and the end
-        when no stored record is left at or after it."""
-        if pos >= self.end:
-            return pos
-        for seg in reversed(self.segments):
-            if seg.records:
-                return max(pos, self.start) if seg.records[-1].offset >= pos else self.end
-        return self.end
-
-    def replace(self, segments: list[_Segment]) -> None:
-        self.segments = segments
-        self.bases = [s.base for s in segments]
-        self.start = segments[0].base
-        self.count = sum(len(s.records) for s in segments)
-        self.size = sum(s.size for s in segments)
-
-
-class _Topic:
-    __slots__ = ("compact", "configs", "delete", "name", "partitions", "retention")
-
-    def __init__(
-        self,
-        name: str,
-        partitions: int,
-        configs: Mapping[str, str],
-        defaults: Retention,
-        now: float,
-    ) -> None:
-        self.name = name
-        self.configs = dict(configs)
-        self.compact, self.delete = _policy(name, self.configs)
-        self.retention = defaults.with_configs(name, self.configs)
-        self.partitions = [_Partition(now) for _ in range(max(1, partitions))]
 
 
 class EmbeddedLog(NeverFails):
@@ -223,7 +75,7 @@ class EmbeddedLog(NeverFails):
     ) -> None:
         self._defaults = retention or Retention()
         self._clock = clock
-        self._topics: dict[str, _Topic] = {}
+        self._topics: dict[str, Topic] = {}
         self._committed: dict[tuple[str, str, int], int] = {}
         self._readers: weakref.WeakSet[EmbeddedReader] = weakref.WeakSet()
         self._changed: asyncio.Event | None = None
@@ -251,7 +103,7 @@ class EmbeddedLog(NeverFails):
         """Create ``name`` unless it exists (an existing topic keeps its partitions and
         configs). Raises :class:`ConnectorError` on an unusable ``cleanup.policy`` or number."""
         if name not in self._topics:
-            self._topics[name] = _Topic(
+            self._topics[name] = Topic(
                 name, partitions, configs or {}, self._defaults, self._clock()
             )
 
@@ -395,15 +247,15 @@ class EmbeddedLog(NeverFails):
             changed.set()
         return Position(out.topic, p, offset)
 
-    def _roll(self, topic: _Topic, p: int, part: _Partition, now: float) -> _Segment:
-        seg = _Segment(part.end, [], True, 0, now, now)
+    def _roll(self, topic: Topic, p: int, part: Partition, now: float) -> Segment:
+        seg = Segment(part.end, [], True, 0, now, now)
         part.segments.append(seg)
         part.bases.append(seg.base)
         if topic.delete:
             self._retain(topic, p, part, now)
         return seg
 
-    def _floor(self, topic: str, p: int, part: _Partition) -> int:
+    def _floor(self, topic: str, p: int, part: Partition) -> int:
         """The lowest offset an open reader still needs: its position, or its group's
         committed offset when lower; the end when no reader is open."""
         floor = part.end
@@ -418,7 +270,7 @@ class EmbeddedLog(NeverFails):
             floor = min(floor, pos)
         return floor
 
-    def _retain(self, topic: _Topic, p: int, part: _Partition, now: float) -> None:
+    def _retain(self, topic: Topic, p: int, part: Partition, now: float) -> None:
         """Drop the oldest closed segments beyond the bounds, none at or past the floor."""
         rt = topic.retention
         if rt.retention_bytes < 0 and rt.retention_records < 0 and rt.retention_ms < 0:
@@ -446,7 +298,7 @@ class EmbeddedLog(NeverFails):
             del bases[:n]
             part.start = bases[0]
 
-    def _compact(self, topic: _Topic, p: int, part: _Partition, now: float) -> None:
+    def _compact(self, topic: Topic, p: int, part: Partition, now: float) -> None:
         """Below the cleaner point keep the last record per key (unless a tombstone) and the
         records without a key; rewrite those into segments. O(records in the partition)."""
         part.dirty = 0
@@ -459,7 +311,7 @@ class EmbeddedLog(NeverFails):
         if straddle.dense:
             i = min(max(cleaner - straddle.base, 0), len(straddle.records))
         else:
-            i = bisect_left(straddle.records, cleaner, key=_OFFSET)
+            i = bisect_left(straddle.records, cleaner, key=record_offset)
         above = straddle.records[i:]
         later = segs[k + 1 :]
         seen: set[bytes] = set()
@@ -477,36 +329,36 @@ class EmbeddedLog(NeverFails):
                         kept.append(r)
         kept.reverse()
         last = max(s.last for s in segs[: k + 1])
-        out: list[_Segment] = []
+        out: list[Segment] = []
         base, size = part.start, 0
         chunk: list[Record] = []
         for r in kept:
-            n = _size(r)
+            n = record_size(r)
             if chunk and size + n > topic.retention.segment_bytes:
-                out.append(_Segment(base, chunk, False, size, last, last))
+                out.append(Segment(base, chunk, False, size, last, last))
                 base, chunk, size = r.offset, [], 0
             chunk.append(r)
             size += n
         if chunk:
-            out.append(_Segment(base, chunk, False, size, last, last))
+            out.append(Segment(base, chunk, False, size, last, last))
         if above:  # the rest of the straddling segment
-            size = sum(_size(r) for r in above)
-            out.append(_Segment(cleaner, above, straddle.dense, size, straddle.first, last))
+            size = sum(record_size(r) for r in above)
+            out.append(Segment(cleaner, above, straddle.dense, size, straddle.first, last))
         elif not later:  # everything was below the cleaner point: a fresh active segment
-            out.append(_Segment(part.end, [], True, 0, now, now))
+            out.append(Segment(part.end, [], True, 0, now, now))
         out.extend(later)
         if out[0].base > part.start:  # compaction keeps the log start: extend the first segment
             out[0].base = part.start
             out[0].dense = False
         part.replace(out)
 
-    def _topic(self, name: str) -> _Topic:
+    def _topic(self, name: str) -> Topic:
         try:
             return self._topics[name]
         except KeyError:
             raise ConnectorError(f"unknown topic {name!r}") from None
 
-    def _parts(self, name: str) -> Iterable[tuple[int, _Partition]]:
+    def _parts(self, name: str) -> Iterable[tuple[int, Partition]]:
         return enumerate(self._topic(name).partitions)
 
     def _commit(self, group: str, offsets: Mapping[TP, int]) -> None:

@@ -26,12 +26,13 @@ of such A that is a few indexed membership tests instead of listing every ancest
 
 Per-entity data (serialized attributes, references, the ``has_members`` flag and the
 ``entity_in`` answers asked so far) is memoized in a :class:`FragmentMemo` that outlives
-updates: the authorizer drops exactly the entities an update changed (see there).
+updates: the authorizer has it drop exactly the entities an update changed
+(:meth:`FragmentMemo.forget`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import orjson
@@ -40,11 +41,17 @@ from rune.ivm.values import EntityRef
 from rune.policies.builtin_rules import ENTITY_IN, HAS_MEMBERS
 from rune.policies.entities import EntityStore
 from rune.policies.errors import RequestError
-from rune.policies.views import Views
+from rune.policies.views import ChangeLike, Views
 
 __all__ = ["MAX_SLICE_ENTITIES", "FragmentMemo", "Node", "Slice"]
 
 MAX_SLICE_ENTITIES: Final = 10_000
+
+_SLICE_RELATIONS: Final = (ENTITY_IN, HAS_MEMBERS)
+"""Relations the Cedar slices read (besides the entity store)."""
+_MAX_PRECISE_ROWS: Final = 4096
+"""Above this many changed rows of those, :meth:`FragmentMemo.forget` clears the memo
+instead of picking."""
 
 
 def uid_text(ref: EntityRef) -> str:
@@ -76,10 +83,10 @@ class FragmentMemo:
 
     A node reads the entity store (the entity's attributes, tags and references), the
     ``entity_in`` rows whose first column is the entity and its ``has_members`` row. The
-    owner calls :meth:`discard` with the entities whose store entry or rows of those relations
-    changed, or :meth:`clear` (a bundle swap, a change too large to list), so that every node
-    kept is the one the current views and store give. Bounded by ``max_entries`` (all dropped
-    when full; 0 keeps nothing).
+    owner calls :meth:`forget` with an update's changes (or :meth:`discard` with the entities
+    whose store entry or rows of those relations changed), or :meth:`clear` (a bundle swap,
+    a change too large to list), so that every node kept is the one the current views and
+    store give. Bounded by ``max_entries`` (all dropped when full; 0 keeps nothing).
     """
 
     __slots__ = ("_data", "max_entries")
@@ -110,6 +117,23 @@ class FragmentMemo:
     def clear(self) -> None:
         if self._data:
             self._data = {}
+
+    def forget(self, changes: Mapping[str, ChangeLike], entities: Iterable[EntityRef]) -> None:
+        """Drop the nodes of exactly the entities an update changed: store entries
+        (``entities``), and ``entity_in`` / ``has_members`` rows of ``changes`` (by their
+        first column). A change too large to list clears everything instead."""
+        if not self._data:
+            return
+        rows: list[ChangeLike] = [
+            ch for r in _SLICE_RELATIONS if (ch := changes.get(r)) is not None
+        ]
+        if sum(map(len, rows)) > _MAX_PRECISE_ROWS:
+            self.clear()
+            return
+        for ch in rows:
+            for part in (ch.added, ch.removed):
+                self.discard(e for row in part if isinstance(e := row[0], EntityRef))
+        self.discard(entities)
 
 
 class Slice:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import orjson
 
 from rune.config import EmbeddedLogSettings, Settings, load_settings
-from rune.connectors.base import Outgoing
+from rune.connectors.base import Outgoing, Position
 from rune.connectors.embedded import RECORD_OVERHEAD, EmbeddedLog, EmbeddedReader, Retention
 from rune.streams import Service, event_key
 from tests.streams.harness import BUNDLE, A, D, fact
@@ -43,6 +44,28 @@ async def read_ids(reader: EmbeddedReader, want: set[str]) -> None:
             want.discard(orjson.loads(r.value or b"null")["id"])
 
 
+async def until_stepped(service: Service, done: Callable[[], bool]) -> None:
+    """Wait, step by applied step of ingest, until ``done()`` holds."""
+    async with asyncio.timeout(10):
+        while True:
+            step = service.ctx.next_step  # grab, check, then await: no step is missed
+            if done():
+                return
+            await step.wait()
+
+
+async def applied(service: Service, positions: list[Position]) -> None:
+    """Wait until ingest applied the records at ``positions``: its reader is then past them,
+    so compaction may clean them (a reader still behind holds the cleaner point back)."""
+    az = service.ctx.authorizer
+
+    def done() -> bool:
+        marks = az.watermark  # a copy
+        return all(marks.get(p.topic, {}).get(str(p.partition), -1) >= p.offset for p in positions)
+
+    await until_stepped(service, done)
+
+
 def settings_for(**more: Any) -> Settings:
     return load_settings(
         None,
@@ -63,13 +86,18 @@ async def test_a_long_run_keeps_every_topic_bounded_and_answers_every_request() 
     task = asyncio.create_task(service.run())
     await service.ctx.ready.wait()
     decisions = await log.assign([t.decisions])  # a consumer keeping up, as an auditor would
+    # bundles compile off the loop, in ingest's stage: facts sent meanwhile wait for it
     await log.produce([Outgoing(t.policies, b"default", orjson.dumps(BUNDLE))])
+    async with asyncio.timeout(10):  # an activation is no ingest step: poll for it
+        while service.ctx.stats.bundles_loaded < 1:
+            await asyncio.sleep(0.01)
     rounds, users, per_round = 60, 20, 100
     peak = dict.fromkeys([t.facts, t.requests, t.decisions, t.changes], 0)
     for n in range(rounds):
         op = "assert" if n % 2 == 0 else "retract"
         events = [fact(op, "ok", user(i), A, D) for i in range(users)]
-        await log.produce([Outgoing(t.facts, event_key(e), orjson.dumps(e)) for e in events])
+        sent = await log.produce([Outgoing(t.facts, event_key(e), orjson.dumps(e)) for e in events])
+        await applied(service, sent)  # the bound below assumes an ingest that keeps up
         ids = {f"r{n}-{i}" for i in range(per_round)}
         await log.produce(
             [

@@ -16,7 +16,8 @@ Figures (docs/design.md §6 targets beside them; nothing is asserted):
   runs every contender once, in turn, after one unmeasured warm-up burst each.
 - latency: requests at ``--rate`` per second for ``--seconds`` (after ``--warm-up-s`` at the
   same rate), request sent -> decision appended, p50/p99; for both RUNE modes (with
-  exactly-once, a decision counts once its transaction committed: read_committed).
+  exactly-once, a decision counts once its transaction committed: read_committed), and for
+  the bare confluent echo as the baseline (the generator and the broker share the machine).
 - freshness: a fact produced, its acknowledgement's offset as the consistency token of a
   request sent right after; fact sent -> decision appended, p50/p99. (Timestamps are
   milliseconds: figures are +-1 ms.)
@@ -342,6 +343,10 @@ def main(args: argparse.Namespace) -> None:
                 rate = burst(c, bs, producer, args.requests, f"b{rep}-{uuid.uuid4().hex[:6]}")
                 rates[c.name].append(rate)
                 print(f"  rep {rep + 1}: {c.name:<18} {rate:>10,.0f} records/s", file=sys.stderr)
+        # the bare echo at the same rate: what the machine and broker allow a latency to be
+        figures["confluent_echo_latency"] = latency(
+            contenders[0], bs, producer, args.rate, args.seconds, args.warm_up_s
+        )
         for c in contenders[2:]:
             key = c.name.replace(" ", "_").replace("-", "_")
             figures[f"{key}_latency"] = latency(
@@ -357,6 +362,11 @@ def main(args: argparse.Namespace) -> None:
     for name, rate in med.items():
         print(f"  {name:<18} {rate:>10,.0f}/s  {rate / echo:5.2f} x confluent echo")
     print("  targets: rune >= 0.7 x confluent echo (aim 0.9)")
+    lat = figures["confluent_echo_latency"]
+    print(
+        f"confluent echo: request->echo at {args.rate:,}/s p50 {lat['p50_ms']:.1f} ms "
+        f"p99 {lat['p99_ms']:.1f} ms (the baseline of the latency below)"
+    )
     for mode in ("rune", "rune_exactly_once"):
         lat, fr = figures[f"{mode}_latency"], figures[f"{mode}_freshness"]
         print(

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rune.authorizer import Authorizer
 from rune.ivm.values import EntityRef
+from rune.workloads.drive_contract import entity_events, fact_events
 
 try:
     import drive  # type: ignore[import-not-found]
@@ -99,35 +100,6 @@ def _queries(
     users = [u for u, _ in facts["member"]]
     docs = [d for d, _ in facts["doc_folder"]]
     return [(rng.choice(users), EntityRef("Action", "read"), rng.choice(docs)) for _ in range(n)]
-
-
-def _entity_events(facts: dict[str, list[tuple[Any, ...]]], seed: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    parents: dict[EntityRef, list[EntityRef]] = {}
-    for rel in ("member", "subgroup", "folder_parent", "doc_folder"):
-        for child, parent in facts[rel]:
-            parents.setdefault(child, []).append(parent)
-    users = sorted({u for u, _ in facts["member"]})
-    events = []
-    for ent, ps in parents.items():
-        attrs: dict[str, Any] = {}
-        if ent.type == "Doc":
-            attrs = {"owner": {"__entity": _j(rng.choice(users))}, "locked": rng.random() < 0.2}
-        events.append(
-            {
-                "op": "upsert",
-                "entity": {"uid": _j(ent), "attrs": attrs, "parents": [_j(p) for p in ps]},
-            }
-        )
-    return events
-
-
-def _fact_events(facts: dict[str, list[tuple[Any, ...]]]) -> list[dict[str, Any]]:
-    return [
-        {"op": "assert", "fact": [rel, *(_j(v) for v in row)]}
-        for rel, rows in facts.items()
-        for row in rows
-    ]
 
 
 def _apply(az: Authorizer, events: list[dict[str, Any]]) -> None:
@@ -226,13 +198,13 @@ def main() -> None:
         {"id": f"r{i}", "principal": _j(p), "action": _j(a), "resource": _j(r), "context": {}}
         for i, (p, a, r) in enumerate(queries)
     ]
-    fact_events = _fact_events(facts)
-    entity_events = _entity_events(facts, args.seed)
+    facts_as_events = fact_events(facts)
+    entities = entity_events(facts, args.seed)
     figures: dict[str, Any] = {"scale": args.scale, "seed": args.seed, "checks": len(requests)}
 
     az = Authorizer(cache_entries=0)
     az.load_bundle({"version": 1, "datalog": program, "cedar": ""})
-    _apply(az, fact_events)
+    _apply(az, facts_as_events)
     print(f"datalog setup {time.perf_counter() - t:.1f}s", file=sys.stderr)
     figures["datalog"] = _measure(az, requests, warm=True)
     allowed = sum(az.check(r)["decision"] == "allow" for r in requests[:2000])
@@ -242,7 +214,7 @@ def main() -> None:
     t = time.perf_counter()
     az = Authorizer(cache_entries=0)
     az.load_bundle({"version": 1, "datalog": "", "cedar": CEDAR})
-    _apply(az, entity_events)
+    _apply(az, entities)
     print(f"cedar setup {time.perf_counter() - t:.1f}s", file=sys.stderr)
     n_cedar = min(len(requests), 5000)
     figures["cedar"] = _measure(az, requests[:n_cedar], warm=False)
@@ -251,8 +223,8 @@ def main() -> None:
     t = time.perf_counter()
     az = Authorizer(cache_entries=len(requests) + 1)
     az.load_bundle({"version": 1, "datalog": program, "cedar": CEDAR})
-    _apply(az, fact_events)
-    _apply(az, entity_events)
+    _apply(az, facts_as_events)
+    _apply(az, entities)
     print(f"hybrid setup {time.perf_counter() - t:.1f}s", file=sys.stderr)
     hybrid = Authorizer(cache_entries=0)
     figures["hybrid"] = _measure(az, requests[:n_cedar], warm=False)  # all misses

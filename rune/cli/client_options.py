@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from rune.cli.options import load_from_flags
+from rune.cli.options import TOPIC_OPTION, load_from_flags
 from rune.client._kafka import CLIENT_DELIVERY_TIMEOUT_MS
 from rune.config import Settings
 from rune.connectors.kafka.options import KafkaOptions
@@ -41,14 +41,7 @@ def kafka_options(f: F) -> F:
                 envvar="RUNE_CONFIG",
                 help="TOML settings file: topic names, client id, librdkafka properties.",
             ),
-            click.option(
-                "--topic",
-                "topic_overrides",
-                multiple=True,
-                metavar="ROLE=NAME",
-                help="Topic name, e.g. facts=my.facts "
-                "(roles: facts policies requests decisions changes dlq).",
-            ),
+            TOPIC_OPTION,
         ]
     ):
         f = decorate(f)

@@ -11,9 +11,20 @@ import click
 
 from rune.config import ConfigError, Loaded, Settings, load
 
-__all__ = ["load_from_flags", "service_options", "tune_process"]
+__all__ = ["TOPIC_OPTION", "load_from_flags", "service_options", "tune_process"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+TOPIC_OPTION = click.option(
+    "--topic",
+    "topic_overrides",
+    multiple=True,
+    metavar="ROLE=NAME",
+    help="Topic name, e.g. facts=my.facts "
+    "(roles: facts policies requests decisions changes dlq state).",
+)
+"""``--topic ROLE=NAME`` (repeatable): every command that reads or writes RUNE's topics."""
 
 
 def service_options(fn: F) -> F:
@@ -33,14 +44,7 @@ def service_options(fn: F) -> F:
             help="TOML settings file (env RUNE_CONFIG; docs/configuration.md lists the keys).",
         ),
         click.option("--group-id", default=None, help="Consumer group of the request topic."),
-        click.option(
-            "--topic",
-            "topic_overrides",
-            multiple=True,
-            metavar="ROLE=NAME",
-            help="Topic name, e.g. facts=my.facts "
-            "(roles: facts policies requests decisions changes dlq).",
-        ),
+        TOPIC_OPTION,
         click.option(
             "--token-wait", type=float, default=None, help="Seconds a token may be waited for."
         ),

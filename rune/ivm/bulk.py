@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from itertools import chain
 
-from rune.ivm.analysis import Stratum, is_internal
+from rune.ivm.analysis import Stratum
 from rune.ivm.closure import evaluate_closure
-from rune.ivm.errors import IterationLimitError
 from rune.ivm.store import Row, drain
-from rune.ivm.stored import Stored
+from rune.ivm.stored import Stored, check_rounds
 from rune.ivm.strata import StratumPlans, source_relation
 from rune.ivm.syntax import literal_relation
 
@@ -173,9 +172,7 @@ class BulkLoad(Stored):
             if not any(frontier.values()):
                 return stored
             rounds += 1
-            if max_iterations is not None and rounds > max_iterations:
-                names = tuple(r for r in own if not is_internal(r)) or own
-                raise IterationLimitError(names, max_iterations)
+            check_rounds(own, rounds, max_iterations)
             for r, rows in frontier.items():
                 stored[r] |= rows
             candidates = {r: set() for r in own}

@@ -32,7 +32,7 @@ from rune.ivm.store import (
 from rune.ivm.strata import StratumPlans, choose_primaries, encode_constants, source_relation
 from rune.ivm.values import Dictionary
 
-__all__ = ["ALL_COLUMNS", "DemandView", "Stored"]
+__all__ = ["ALL_COLUMNS", "DemandView", "Stored", "check_rounds"]
 
 
 class Stored:
@@ -208,10 +208,8 @@ class Stored:
             if not any(frontier.values()):
                 return inserted
             rounds += 1
-            if max_iterations is not None and rounds > max_iterations:
-                # the rows just stored are not undone: the caller discards this materialization
-                names = tuple(r for r in own if not is_internal(r)) or own
-                raise IterationLimitError(names, max_iterations)
+            # over the bound, the rows just stored are not undone: the caller discards this
+            check_rounds(own, rounds, max_iterations)
             if track:
                 for r, rows in frontier.items():
                     inserted[r].update(rows)
@@ -242,6 +240,14 @@ class Stored:
         if found is None:
             found = self._distincts[(rel.name, col)] = rel.distinct(col)
         return found
+
+
+def check_rounds(own: tuple[str, ...], rounds: int, max_iterations: int | None) -> None:
+    """Raise :class:`IterationLimitError` when semi-naive round ``rounds`` of the stratum of
+    relations ``own`` is past ``max_iterations`` (``None``: unbounded)."""
+    if max_iterations is not None and rounds > max_iterations:
+        names = tuple(r for r in own if not is_internal(r)) or own
+        raise IterationLimitError(names, max_iterations)
 
 
 ALL_COLUMNS = [tuple(range(n)) for n in range(MAX_ARITY + 1)]

@@ -15,7 +15,8 @@ from itertools import chain
 
 from rune.ivm.analysis import Stratum
 from rune.ivm.closure import evaluate_closure
-from rune.ivm.store import Row, drain
+from rune.ivm.index import Row
+from rune.ivm.store import drain
 from rune.ivm.stored import Stored, check_rounds
 from rune.ivm.strata import StratumPlans, source_relation
 from rune.ivm.syntax import literal_relation

@@ -15,7 +15,8 @@ from operator import itemgetter
 from typing import Any
 
 from rune.ivm.analysis import Stratum
-from rune.ivm.store import GROUP_LIMIT, Relation, Row, drain, singleton_or_list
+from rune.ivm.index import GROUP_LIMIT, Row, singleton_or_list
+from rune.ivm.store import Relation, drain
 from rune.ivm.syntax import Atom, Rule, Var, literal_relation
 
 __all__ = ["CLOSURE_MEMO", "Closure", "evaluate_closure"]

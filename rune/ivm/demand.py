@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rune.ivm.codegen import define
+from rune.ivm.index import Row
 from rune.ivm.plan import Access, Plan, compile_plan
-from rune.ivm.store import Row
 from rune.ivm.stored import ALL_COLUMNS, Stored
 
 __all__ = ["SINGLE_INDEX_SLACK", "OnDemand"]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from rune.ivm.analysis import MAX_ARITY
 from rune.ivm.errors import ArityError, InvalidValueError
-from rune.ivm.store import Row
+from rune.ivm.index import Row
 from rune.ivm.values import Dictionary, EntityRef, Value, check_value
 
 __all__ = ["Facts", "check_new_arity", "encode_facts", "encode_pattern", "lookup_row"]

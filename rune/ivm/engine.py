@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from rune.ivm.analysis import Analysis, analyze, is_internal
+from rune.ivm.delta import Delta
 from rune.ivm.encoding import Facts, encode_facts, encode_pattern
 from rune.ivm.errors import ArityError, InvalidValueError, UnknownRelationError
 from rune.ivm.evaluate import Materialization
 from rune.ivm.explain import Absence, Derivation, explain
+from rune.ivm.index import Row
 from rune.ivm.parser import parse
 from rune.ivm.rebuild import (
     FactSnapshot,
@@ -29,7 +31,6 @@ from rune.ivm.rebuild import (
     take_snapshot,
 )
 from rune.ivm.results import Change, RelationInfo, decode_rows, encoded_change
-from rune.ivm.store import Delta, Row
 from rune.ivm.values import Dictionary, Value, check_value
 
 __all__ = ["SNAPSHOT", "Change", "Engine", "FactSnapshot", "RelationInfo"]

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 
 from rune.ivm.analysis import is_internal
 from rune.ivm.demand import OnDemand
+from rune.ivm.index import EMPTY, Row
 from rune.ivm.maintain import Maintenance
-from rune.ivm.store import EMPTY, Row
 from rune.ivm.stored import ALL_COLUMNS
 from rune.ivm.swap import ProgramSwap
 from rune.ivm.syntax import Rule

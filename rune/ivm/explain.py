@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rune.ivm.analysis import is_base
 from rune.ivm.errors import DatalogError
-from rune.ivm.store import Row
+from rune.ivm.index import Row
 from rune.ivm.syntax import Atom, Comparison, Const, Literal, Negation, Rule, Term, Var
 from rune.ivm.values import Value, render_value
 

@@ -12,7 +12,9 @@ propagate insertions semi-naively. Each stratum's net change is recorded as a
 
 from __future__ import annotations
 
-from rune.ivm.store import EMPTY_ROWS, Delta, Row
+from rune.ivm.delta import Delta
+from rune.ivm.index import Row
+from rune.ivm.store import EMPTY_ROWS
 from rune.ivm.stored import Stored
 from rune.ivm.strata import StratumPlans, source_negated, source_relation
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rune.ivm.codegen import Writer, define
-from rune.ivm.store import EMPTY, item_code, key_code
+from rune.ivm.index import EMPTY, item_code, key_code
 from rune.ivm.syntax import Atom, Comparison, Const, Negation, Rule, Term
 from rune.ivm.values import Dictionary, Value
 

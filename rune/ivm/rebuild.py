@@ -17,8 +17,9 @@ from typing import Any
 from rune.ivm.analysis import Analysis, Stratum, asserted_name, is_base, is_internal
 from rune.ivm.errors import ArityError
 from rune.ivm.evaluate import Materialization
+from rune.ivm.index import Row
 from rune.ivm.results import Change, encoded_change
-from rune.ivm.store import Row, RowsCopy
+from rune.ivm.store import RowsCopy
 from rune.ivm.syntax import Rule
 from rune.ivm.values import Dictionary, Era, Value
 

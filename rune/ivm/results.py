@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rune.ivm.store import Row
+from rune.ivm.index import Row
 from rune.ivm.values import Era, Value
 
 __all__ = ["Change", "RelationInfo", "decode_rows", "encoded_change"]

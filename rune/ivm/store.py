@@ -29,46 +29,25 @@ from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import Any
 
-from rune.ivm.delta import Delta, OldIndexView, OldRowsView
 from rune.ivm.index import (
-    EMPTY,
     GROUP_LIMIT,
     KEY_BITS,
     KEY_MASK,
-    GroupMap,
     Index,
     Row,
     builder,
-    item_code,
-    item_function,
-    key_code,
-    pack,
     singleton_or_list,
     unpack,
 )
 
-__all__ = [  # with what other modules import from here (from rune.ivm.index, rune.ivm.delta)
+__all__ = [
     "COMPACT_ROWS",
-    "EMPTY",
     "EMPTY_MAP",
     "EMPTY_ROWS",
-    "GROUP_LIMIT",
-    "Delta",
-    "GroupMap",
-    "Index",
-    "OldIndexView",
-    "OldRowsView",
     "Relation",
-    "Row",
     "RowsCopy",
     "Snapshot",
     "drain",
-    "item_code",
-    "item_function",
-    "key_code",
-    "pack",
-    "singleton_or_list",
-    "unpack",
 ]
 
 EMPTY_MAP: dict[Any, Any] = {}

@@ -15,20 +15,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from rune.ivm.analysis import MAX_ARITY, Analysis, is_internal
+from rune.ivm.delta import Delta, OldIndexView, OldRowsView
 from rune.ivm.errors import IterationLimitError
+from rune.ivm.index import EMPTY, Row, item_function, unpack
 from rune.ivm.plan import Access, Plan
-from rune.ivm.store import (
-    EMPTY,
-    EMPTY_MAP,
-    EMPTY_ROWS,
-    Delta,
-    OldIndexView,
-    OldRowsView,
-    Relation,
-    Row,
-    item_function,
-    unpack,
-)
+from rune.ivm.store import EMPTY_MAP, EMPTY_ROWS, Relation
 from rune.ivm.strata import StratumPlans, choose_primaries, encode_constants, source_relation
 from rune.ivm.values import Dictionary
 

@@ -17,7 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rune.ivm import Engine, store
-from rune.ivm.store import Delta, OldIndexView, Relation, pack, unpack
+from rune.ivm.delta import Delta, OldIndexView
+from rune.ivm.index import pack, unpack
+from rune.ivm.store import Relation
 from rune.ivm.values import MAX_IDS, Dictionary, EntityRef
 
 from .programs import Batch, GenProgram, examples, programs, update_streams

@@ -58,8 +58,13 @@ def topics(kafka_bootstrap: str) -> Iterator[Topics]:
     delete_topics(kafka_bootstrap, made)
 
 
-def decide(c: Client, rid: str, user: str, doc: str) -> dict[str, Any]:
-    c.request(request(rid, user, "read", doc))
+def decide(
+    c: Client, rid: str, user: str, doc: str, after: dict[str, dict[str, int]] | None = None
+) -> dict[str, Any]:
+    """The decision of one request; with ``after`` (a token from ``Client.event``) it is
+    answered once that event was applied, not before (otherwise the two race)."""
+    extra = {"consistency": {"at_least": after}} if after is not None else {}
+    c.request({**request(rid, user, "read", doc), **extra})
     return c.decisions([rid])[rid][-1]
 
 
@@ -186,8 +191,10 @@ def test_wrongly_keyed_and_wrongly_placed_facts_never_reach_the_views(
         assert any("default partitioner" in e for e in errors)
         # a key written with other JSON escapes still matches (compared by meaning)
         escaped = b'f:["member",{"id":"\\u00e9mile","type":"User"},{"id":"eng","type":"Group"}]'
-        c.event(member("\u00e9mile", "eng"), key=escaped, partition=default_partition(escaped, 2))
-        assert decide(c, "r-emile", "\u00e9mile", "design")["decision"] == "allow"
+        token = c.event(
+            member("\u00e9mile", "eng"), key=escaped, partition=default_partition(escaped, 2)
+        )
+        assert decide(c, "r-emile", "\u00e9mile", "design", after=token)["decision"] == "allow"
     finally:
         rune.stop()
 

@@ -103,7 +103,20 @@ async def test_sigkill_under_load_then_restart(
                         state.add(r.key)
                 return state
 
-            await c.read_all(topics.changes, lambda rs: current(rs) == want, deadline_s=DEADLINE_S)
+            seen: list[set[bytes]] = [set()]
+
+            def converged(records: list[Any]) -> bool:
+                seen[0] = current(records)
+                return seen[0] == want
+
+            try:
+                await c.read_all(topics.changes, converged, deadline_s=DEADLINE_S)
+            except AssertionError as exc:  # say how far apart they are, for the next reader
+                missing, extra = sorted(want - seen[0]), sorted(seen[0] - want)
+                raise AssertionError(
+                    f"{exc}: {len(missing)} missing {missing[:5]}, {len(extra)} extra "
+                    f"{extra[:5]}; the service's log ends:\n{log.read_text()[-3000:]}"
+                ) from exc
             for rid, d in got.items():
                 assert d["decision"] in ("allow", "deny"), (rid, d)
 

@@ -17,10 +17,10 @@ from rune.connectors.base import Outgoing, Position
 from rune.errors import RuneError
 from rune.http.common import (
     acknowledged,
+    decide_and_publish,
     json_response,
     limit_param,
     locate,
-    merge_tokens,
     query_param,
     read_items,
     runtime,
@@ -80,21 +80,7 @@ async def authorize(request: web.Request) -> web.Response:
             where = locate(single, i, exc.location)
             raise HttpError(422, "invalid_request", exc.message, where) from None
         checked.append(req)
-    az = ctx.authorizer
-    if tokens:
-        token = merge_tokens(tokens)
-        if not await wait_for_token(ctx, token, s.stream.token_wait_s):
-            stale = f"stale view: token {token} not applied in {s.stream.token_wait_s}s"
-            ctx.stats.stale += len(checked)
-            decisions = [az.refuse(req, stale) for req in checked]
-        else:
-            decisions = az.decide_batch(checked)
-    else:
-        decisions = az.decide_batch(checked)
-    outbox = rt.service.outbox
-    shaped = await acknowledged(rt, lambda: outbox.publish(checked, decisions, "http"))
-    body = [d.to_json() for d in shaped]
-    return json_response(body[0] if single else body)
+    return await decide_and_publish(rt, checked, tokens, single)
 
 
 def _wait_param(request: web.Request, rt: Runtime) -> bool:

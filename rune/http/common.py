@@ -13,10 +13,11 @@ from aiohttp import web
 from rune.http.errors import HttpError
 from rune.http.limits import read_json
 from rune.http.runtime import RUNTIME, Runtime
-from rune.streams.consistency import Token
+from rune.streams.consistency import Token, wait_for_token
 
 __all__ = [
     "acknowledged",
+    "decide_and_publish",
     "json_response",
     "limit_param",
     "locate",
@@ -114,6 +115,30 @@ def _finished(task: asyncio.Future[Any]) -> None:
     """Retrieve a background write's outcome (a failure is logged where it happened)."""
     if not task.cancelled():
         task.exception()
+
+
+async def decide_and_publish(
+    rt: Runtime, checked: list[dict[str, Any]], tokens: list[Token], single: bool
+) -> web.Response:
+    """Decide validated requests (refused as stale if their merged token is not applied within
+    ``stream.token_wait_s``), publish the decisions to the decision topic, and answer them:
+    one object for a ``single`` body, else a list. The one path of authorize and check."""
+    ctx, s = rt.ctx, rt.settings
+    az = ctx.authorizer
+    if tokens:
+        token = merge_tokens(tokens)
+        if not await wait_for_token(ctx, token, s.stream.token_wait_s):
+            stale = f"stale view: token {token} not applied in {s.stream.token_wait_s}s"
+            ctx.stats.stale += len(checked)
+            decisions = [az.refuse(req, stale) for req in checked]
+        else:
+            decisions = az.decide_batch(checked)
+    else:
+        decisions = az.decide_batch(checked)
+    outbox = rt.service.outbox
+    shaped = await acknowledged(rt, lambda: outbox.publish(checked, decisions, "http"))
+    body = [d.to_json() for d in shaped]
+    return json_response(body[0] if single else body)
 
 
 def merge_tokens(tokens: list[Token]) -> Token:

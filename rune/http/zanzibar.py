@@ -20,11 +20,10 @@ import orjson
 from aiohttp import web
 
 from rune.http.common import (
-    acknowledged,
+    decide_and_publish,
     json_response,
     limit_param,
     locate,
-    merge_tokens,
     query_param,
     read_items,
     runtime,
@@ -68,21 +67,7 @@ async def check(request: web.Request) -> web.Response:
             field, _, message = bad.partition(": ")
             raise HttpError(422, "invalid_request", message, locate(single, i, field))
         checked.append(req)
-    az = ctx.authorizer
-    if tokens:
-        token = merge_tokens(tokens)
-        if not await wait_for_token(ctx, token, s.stream.token_wait_s):
-            stale = f"stale view: token {token} not applied in {s.stream.token_wait_s}s"
-            ctx.stats.stale += len(checked)
-            decisions = [az.refuse(req, stale) for req in checked]
-        else:
-            decisions = az.decide_batch(checked)
-    else:
-        decisions = az.decide_batch(checked)
-    outbox = rt.service.outbox
-    shaped = await acknowledged(rt, lambda: outbox.publish(checked, decisions, "http"))
-    body = [d.to_json() for d in shaped]
-    return json_response(body[0] if single else body)
+    return await decide_and_publish(rt, checked, tokens, single)
 
 
 async def _consistent(request: web.Request) -> ZanzibarView:

@@ -80,11 +80,7 @@ class _Dsl(TokenCursor):
             t = self.tok
             if t.text == "type":
                 self.i += 1
-                name = self.take(kind="name")
-                if name.text in types:
-                    raise ModelValidationError(
-                        f"type {name.text!r} is defined twice", name.line, name.column
-                    )
+                name = self.take_new_name(types, lambda n: f"type {n!r}")
                 types[name.text] = self.type_def(name)
             elif t.text == "condition":
                 raise UnsupportedFeatureError("conditions are not supported", t.line, t.column)
@@ -100,11 +96,7 @@ class _Dsl(TokenCursor):
             return td
         while self.tok.text == "define":
             self.i += 1
-            rname = self.take(kind="name")
-            if rname.text in td.relations:
-                raise ModelValidationError(
-                    f"{name.text}#{rname.text} is defined twice", rname.line, rname.column
-                )
+            rname = self.take_new_name(td.relations, lambda n: f"{name.text}#{n}")
             self.take(":")
             start = self.i
             types: list[SubjectType] = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from rune.models.errors import ModelValidationError, UnsupportedFeatureError
+from rune.models.errors import UnsupportedFeatureError
 from rune.models.ir import (
     Arrow,
     Computed,
@@ -71,11 +71,7 @@ class _Parser(TokenCursor):
             t = self.tok
             if t.text == "definition":
                 self.i += 1
-                name = self.take(kind="name")
-                if name.text in types:
-                    raise ModelValidationError(
-                        f"type {name.text!r} is defined twice", name.line, name.column
-                    )
+                name = self.take_new_name(types, lambda n: f"type {n!r}")
                 types[name.text] = self.definition(name)
             elif t.text == "caveat":
                 self.skip_caveat()
@@ -110,11 +106,7 @@ class _Parser(TokenCursor):
             t = self.tok
             if t.text in ("relation", "permission"):
                 self.i += 1
-                rname = self.take(kind="name")
-                if rname.text in td.relations:
-                    raise ModelValidationError(
-                        f"{name.text}#{rname.text} is defined twice", rname.line, rname.column
-                    )
+                rname = self.take_new_name(td.relations, lambda n: f"{name.text}#{n}")
                 start = self.tok
                 if t.text == "relation":
                     self.take(":")

@@ -7,9 +7,10 @@ descent parsers ``tok``, ``take``, ``accept`` and errors at the token's line and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 
-from rune.models.errors import ModelSyntaxError
+from rune.models.errors import ModelSyntaxError, ModelValidationError
 
 __all__ = ["Token", "TokenCursor"]
 
@@ -55,3 +56,12 @@ class TokenCursor:
             self.i += 1
             return True
         return False
+
+    def take_new_name(self, defined: Container[str], describe: Callable[[str], str]) -> Token:
+        """The current name token, which must not name something ``defined`` already
+        (``describe(name)`` says what, for the error); then the next one."""
+        name = self.take(kind="name")
+        if name.text in defined:
+            what = describe(name.text)
+            raise ModelValidationError(f"{what} is defined twice", name.line, name.column)
+        return name
